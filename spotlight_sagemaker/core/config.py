@@ -1,0 +1,164 @@
+"""Hyperparameters: names, types, allowed values, Spotlight's defaults and ours.
+
+This table is the single source of truth for the core model, ``train.py``'s arguments and the
+client-side checks in the estimator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .losses import LOSSES
+from .sampling import SAMPLERS
+
+DEVICES = ("auto", "cpu", "cuda")
+PRESETS = ("default", "spotlight")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its type, allowed range or choices, and its meaning."""
+
+    name: str
+    type: type
+    help: str
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    min_inclusive: bool = True
+    nullable: bool = False
+
+
+PARAMS: dict[str, Param] = {
+    p.name: p
+    for p in (
+        Param("loss", str, "training loss", choices=LOSSES),
+        Param("embedding_dim", int, "latent dimension", min=1, max=4096),
+        Param("n_iter", int, "number of epochs", min=0, max=100_000),
+        Param("batch_size", int, "minibatch size", min=1, max=10_000_000),
+        Param("l2", float, "L2 penalty (Adam weight decay, as Spotlight)", min=0.0),
+        Param("learning_rate", float, "Adam learning rate", min=0.0, min_inclusive=False),
+        Param("num_negative_samples", int, "negatives per positive (adaptive_hinge) or "
+              "shared per batch (sampled softmax)", min=1, max=1_000_000),
+        Param("random_state", int, "seed; None draws one and records it", min=0,
+              max=2**63 - 1, nullable=True),
+        Param("negative_sampling", str, "'uniform' (Spotlight) or 'unseen' (skip the user's "
+              "positives)", choices=SAMPLERS),
+        Param("use_weights", bool, "weight each interaction's loss by its weight column"),
+        Param("device", str, "where to train", choices=DEVICES),
+    )
+}
+
+#: Spotlight 0.1.6's ImplicitFactorizationModel() defaults.
+SPOTLIGHT_DEFAULTS: dict[str, Any] = {
+    "loss": "pointwise",
+    "embedding_dim": 32,
+    "n_iter": 10,
+    "batch_size": 256,
+    "l2": 0.0,
+    "learning_rate": 1e-2,
+    "num_negative_samples": 5,
+    "random_state": None,
+    "negative_sampling": "uniform",
+    "use_weights": False,
+    "device": "auto",
+}
+
+#: Our defaults, chosen by a validation sweep (bench/sweep.py; never on the test split).
+DEFAULTS: dict[str, Any] = {
+    "loss": "adaptive_hinge",
+    "embedding_dim": 64,
+    "n_iter": 20,
+    "batch_size": 1024,
+    "l2": 1e-4,
+    "learning_rate": 5e-3,
+    "num_negative_samples": 5,
+    "random_state": None,
+    "negative_sampling": "unseen",
+    "use_weights": False,
+    "device": "auto",
+}
+
+PRESET_DEFAULTS = {"default": DEFAULTS, "spotlight": SPOTLIGHT_DEFAULTS}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Check and convert one hyperparameter (strings accepted, as SageMaker sends them).
+
+    Raises:
+        ValueError: unknown name, or a value of the wrong type or outside the allowed range.
+    """
+    if name not in PARAMS:
+        raise ValueError(f"unknown hyperparameter {name!r}; known: {', '.join(PARAMS)}")
+    p = PARAMS[name]
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        if p.nullable:
+            return None
+        raise ValueError(f"hyperparameter {name!r} must not be None")
+    try:
+        out = _convert(p, value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"hyperparameter {name!r} must be {_describe(p)}, got {value!r}"
+        ) from None
+    if p.choices is not None and out not in p.choices:
+        raise ValueError(f"hyperparameter {name!r} must be one of {list(p.choices)}, got {value!r}")
+    too_low = p.min is not None and (out < p.min if p.min_inclusive else out <= p.min)
+    too_high = p.max is not None and out > p.max
+    if too_low or too_high:
+        raise ValueError(f"hyperparameter {name!r} must be {_describe(p)}, got {value!r}")
+    return out
+
+
+def _convert(p: Param, value: Any) -> Any:
+    if p.type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError
+    if isinstance(value, bool):
+        raise TypeError
+    if p.type is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(value, str):
+            f = float(value)
+            if not f.is_integer():
+                raise ValueError
+            return int(f)
+        return int(value)
+    if p.type is float:
+        f = float(value)
+        if f != f or f in (float("inf"), float("-inf")):
+            raise ValueError
+        return f
+    if not isinstance(value, str):
+        raise TypeError
+    return value.strip().lower()
+
+
+def _describe(p: Param) -> str:
+    if p.choices:
+        return f"one of {list(p.choices)}"
+    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[p.type]
+    lo = "" if p.min is None else (f" >= {p.min}" if p.min_inclusive else f" > {p.min}")
+    hi = "" if p.max is None else f" <= {p.max}"
+    return kind + lo + (" and" if lo and hi else "") + hi
+
+
+def resolve(preset: str = "default", **overrides: Any) -> dict[str, Any]:
+    """The full hyperparameter set: a preset's defaults updated with checked overrides."""
+    if preset not in PRESET_DEFAULTS:
+        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    params = dict(PRESET_DEFAULTS[preset])
+    for k, v in overrides.items():
+        params[k] = coerce(k, v)
+    return params

@@ -1,0 +1,68 @@
+"""Negative sampling: uniform over all items (Spotlight), or avoiding the user's positives.
+
+The "unseen" sampler keeps the training pairs as one sorted int64 key array
+(``user * num_items + item``) and resamples the draws that hit a positive, so memory grows with
+the number of interactions, never with users x items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+SAMPLERS = ("uniform", "unseen")
+_RESAMPLE_ROUNDS = 8
+
+
+class NegativeSampler:
+    """Draws item indices as negatives for a batch of users."""
+
+    def __init__(
+        self,
+        num_items: int,
+        mode: str,
+        generator: torch.Generator,
+        device: torch.device,
+        user_ids: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+    ) -> None:
+        if mode not in SAMPLERS:
+            raise ValueError(f"negative_sampling must be one of {SAMPLERS}, got {mode!r}")
+        self.num_items = num_items
+        self.mode = mode
+        self.generator = generator
+        self.device = device
+        self._keys: torch.Tensor | None = None
+        if mode == "unseen":
+            if user_ids is None or item_ids is None:
+                raise ValueError("the 'unseen' sampler needs the training interactions")
+            keys = np.unique(user_ids.astype(np.int64) * num_items + item_ids.astype(np.int64))
+            self._keys = torch.from_numpy(keys).to(device)
+
+    def _draw(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randint(
+            0, self.num_items, shape, generator=self.generator, device=self.device
+        )
+
+    def sample(self, users: torch.Tensor, per_user: int | None = None) -> torch.Tensor:
+        """Negatives for ``users``: shape ``[batch]`` or ``[per_user, batch]``."""
+        shape = (len(users),) if per_user is None else (per_user, len(users))
+        items = self._draw(shape)
+        if self._keys is None or len(self._keys) == 0:
+            return items
+        base = users.to(torch.int64) * self.num_items
+        for _ in range(_RESAMPLE_ROUNDS):
+            hit = self._is_positive(base, items)
+            if not bool(hit.any()):
+                break
+            items = torch.where(hit, self._draw(shape), items)
+        return items
+
+    def shared(self, count: int) -> torch.Tensor:
+        """``count`` uniform negatives shared by a whole batch (sampled softmax)."""
+        return self._draw((count,))
+
+    def _is_positive(self, base: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        keys = base + items
+        pos = torch.searchsorted(self._keys, keys).clamp_(max=len(self._keys) - 1)
+        return self._keys[pos] == keys
