@@ -38,8 +38,13 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["spotlight_sagemaker", "spotlight_sagemaker.*"]),
-    package_data={"spotlight_sagemaker": ["py.typed", "_container/*.py"]},
+    packages=[
+        *find_packages(include=["spotlight_sagemaker", "spotlight_sagemaker.*"]),
+        "spotlight_sagemaker._entry_points",
+    ],
+    # entry_points/ (train.py, inference.py) ships inside the wheel so the SDK side can stage it.
+    package_dir={"spotlight_sagemaker._entry_points": "entry_points"},
+    package_data={"spotlight_sagemaker": ["py.typed"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "sdk": SDK,
