@@ -1,0 +1,189 @@
+"""``train.py``'s hyperparameters: the model's (core ``PARAMS``) plus the job options below.
+
+SageMaker passes hyperparameters as ``--name value`` pairs, every value a string (``None`` from
+the SDK arrives as an empty string). Names train.py does not know, such as
+``_tuning_objective_metric`` under hyperparameter tuning, are ignored and logged; a known name
+with a bad value is a :class:`UserError` that names it and the allowed values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .core import PARAMS, coerce
+from .core.config import PRESETS
+from .core.interactions import DUPLICATE_POLICIES
+
+RESUME_POLICIES = ("auto", "never")
+_OFF = ("", "none", "null", "off", "false")
+
+
+class UserError(ValueError):
+    """A problem the job's author can fix (input data, hyperparameters, channels)."""
+
+
+def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.strip().lower()
+        if v not in choices:
+            raise UserError(
+                f"hyperparameter {name!r} must be one of {list(choices)}, got {value!r}"
+            )
+        return v
+
+    return parse
+
+
+def _number(name: str, kind: type, lo: float, hi: float | None, hi_open: bool = False):
+    def parse(value: str) -> Any:
+        try:
+            f = float(value)
+            if kind is int and not f.is_integer():
+                raise ValueError
+            out = kind(f)
+        except (TypeError, ValueError, OverflowError):
+            out = None
+        ok = out is not None and out >= lo and (hi is None or (out < hi if hi_open else out <= hi))
+        if not ok:
+            what = "an integer" if kind is int else "a number"
+            top = "" if hi is None else f" and {'<' if hi_open else '<='} {hi}"
+            raise UserError(f"hyperparameter {name!r} must be {what} >= {lo}{top}, got {value!r}")
+        return out
+
+    return parse
+
+
+def _path_or_off(value: str) -> Path | None:
+    return None if value.strip().lower() in _OFF else Path(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A train.py hyperparameter that is not a model hyperparameter."""
+
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str], Any]
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option(
+            "preset",
+            "default",
+            "defaults for every model hyperparameter not given: "
+            "'default' (ours) or 'spotlight' (Spotlight 0.1.6's)",
+            _choice("preset", PRESETS),
+        ),
+        Option(
+            "validation_fraction",
+            "0.1",
+            "share of the training rows held out for "
+            "validation when there is no validation channel; 0 trains on every row",
+            _number("validation_fraction", float, 0.0, 1.0, hi_open=True),
+        ),
+        Option(
+            "validation_seed",
+            "0",
+            "seed of the hold-out split (fixed, so tuning trials and "
+            "a resumed job hold out the same rows)",
+            _number("validation_seed", int, 0, 2**32 - 1),
+        ),
+        Option(
+            "eval_every",
+            "0",
+            "also print validation metrics every N epochs (0: only at the end)",
+            _number("eval_every", int, 0, None),
+        ),
+        Option(
+            "checkpoint_dir",
+            "<base>/checkpoints",
+            "where the per-epoch checkpoints go "
+            "(SageMaker's checkpoint_local_path); 'none' disables checkpoints",
+            _path_or_off,
+        ),
+        Option(
+            "resume",
+            "auto",
+            "'auto': continue from a matching checkpoint; 'never': discard "
+            "existing checkpoints and start fresh",
+            _choice("resume", RESUME_POLICIES),
+        ),
+        Option(
+            "duplicates",
+            "error",
+            "a repeated (user_id, item_id) row: 'error', 'first' "
+            "(keep one) or 'sum' (keep one, summing weights)",
+            _choice("duplicates", DUPLICATE_POLICIES),
+        ),
+    )
+}
+
+
+def _pairs(argv: Sequence[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    pairs: list[tuple[str, str | None]] = []
+    stray: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("--") and len(tok) > 2:
+            key = tok[2:]
+            if "=" in key:
+                key, value = key.split("=", 1)
+                i += 1
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 2
+            else:
+                value, i = None, i + 1
+            pairs.append((key.replace("-", "_"), value))
+        else:
+            stray.append(tok)
+            i += 1
+    return pairs, stray
+
+
+def parse_hyperparameters(
+    argv: Sequence[str], base_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Split ``--name value`` arguments into model hyperparameters and job options.
+
+    Returns:
+        ``(model_overrides, options, ignored)``: the model hyperparameters given (checked and
+        converted), every option (defaults filled in) and the ignored names and tokens.
+
+    Raises:
+        UserError: a known name without a value or with a bad one.
+    """
+    pairs, ignored = _pairs(argv)
+    model: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in PARAMS and key not in OPTIONS:
+            ignored.append(key)
+            continue
+        if value is None:
+            raise UserError(f"hyperparameter {key!r} has no value")
+        if key in OPTIONS:
+            given[key] = value
+            continue
+        if value.strip() == "" and PARAMS[key].nullable:
+            model[key] = None
+            continue
+        try:
+            model[key] = coerce(key, value)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    options = {}
+    for name, opt in OPTIONS.items():
+        if name in given:
+            options[name] = opt.parse(given[name])
+        elif name == "checkpoint_dir":
+            options[name] = base_dir / "checkpoints"
+        else:
+            options[name] = opt.parse(opt.default)
+    return model, options, ignored
