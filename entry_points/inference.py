@@ -1,0 +1,198 @@
+"""SageMaker inference handler: top-N recommendations from a spotlight-sagemaker artifact.
+
+The four functions the inference toolkit calls (``model_fn``, ``input_fn``, ``predict_fn``,
+``output_fn``) are thin adapters: content types live in :mod:`spotlight_sagemaker.codec`, the
+model in :mod:`spotlight_sagemaker.core`. Every request is answered with one batched top-N per
+distinct user (one matrix product and top-k), never one user at a time.
+
+Environment (read when the model loads): ``SPOTLIGHT_UNKNOWN_USER`` and ``SPOTLIGHT_UNKNOWN_ITEM``
+(``fallback`` | ``skip`` | ``error``; default ``fallback``: the most popular items),
+``SPOTLIGHT_DEVICE`` (``auto`` | ``cpu`` | ``cuda``). Request limits: see ``codec.Limits``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sagemaker_inference.errors import BaseInferenceToolkitError
+
+from spotlight_sagemaker import codec
+from spotlight_sagemaker.core import ImplicitFactorizationModel
+
+logger = logging.getLogger("spotlight_sagemaker.inference")
+
+UNKNOWN_POLICIES = ("fallback", "skip", "error")
+
+
+class HandlerError(BaseInferenceToolkitError):
+    """A codec error as the toolkit's error type, so the response carries its HTTP status."""
+
+    def __init__(self, error: codec.InferenceError) -> None:
+        super().__init__(error.status, error.message, error.phrase)
+
+
+def _http_errors(func: Callable) -> Callable:
+    """The one place where typed serving errors become toolkit errors (HTTP responses)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any) -> Any:
+        try:
+            return func(*args)
+        except codec.InferenceError as e:
+            raise HandlerError(e) from e
+
+    return wrapper
+
+
+class ServedModel:
+    """The loaded model plus what serving needs: encoded vocabulary, policies and counters."""
+
+    def __init__(
+        self,
+        model: ImplicitFactorizationModel,
+        unknown_user: str = "fallback",
+        unknown_item: str = "fallback",
+    ) -> None:
+        for name, value in (("unknown_user", unknown_user), ("unknown_item", unknown_item)):
+            if value not in UNKNOWN_POLICIES:
+                raise ValueError(f"{name} must be one of {UNKNOWN_POLICIES}, got {value!r}")
+        self.model = model
+        self.unknown = {False: unknown_user, True: unknown_item}
+        self.vocab = codec.ItemVocab(model.item_map.ids)
+        self.popular = model.popular_items(model.num_items)
+        self.records = 0
+        self.unknown_seen = {False: 0, True: 0}
+
+    @classmethod
+    def from_env(cls, model_dir: str, environ: dict[str, str] | None = None) -> ServedModel:
+        env = os.environ if environ is None else environ
+        codec.Limits.from_env(env)  # fail at start-up, not on the first request
+        policies = {}
+        for kind in ("USER", "ITEM"):
+            var = f"SPOTLIGHT_UNKNOWN_{kind}"
+            policies[kind] = env.get(var, "fallback").strip().lower() or "fallback"
+            if policies[kind] not in UNKNOWN_POLICIES:
+                raise ValueError(f"{var} must be one of {UNKNOWN_POLICIES}, got {env[var]!r}")
+        device = env.get("SPOTLIGHT_DEVICE", "auto").strip().lower() or "auto"
+        model = ImplicitFactorizationModel.load(model_dir, device=device)
+        return cls(model, policies["USER"], policies["ITEM"])
+
+    def recommend(self, queries: codec.Queries) -> codec.Results:
+        """Top-N for every record, in one batched top-k per (exclude_seen) group."""
+        m = self.model
+        count = len(queries)
+        k = min(int(queries.top_n.max()), m.num_items)
+        items = np.full((count, k), -1, dtype=np.int64)
+        scores = np.zeros((count, k), dtype=np.float32)
+        known = np.ones(count, dtype=bool)
+        fallback = np.zeros(count, dtype=bool)
+        for is_item in (False, True):
+            rows = np.flatnonzero(queries.is_item == is_item)
+            if len(rows) == 0:
+                continue
+            id_map = m.item_map if is_item else m.user_map
+            idx = id_map.lookup([queries.ids[r] for r in rows])
+            missing = rows[idx < 0]
+            known[missing] = False
+            if len(missing):
+                fallback[missing] = self._unknown(queries, missing, is_item)
+            rows, idx = rows[idx >= 0], idx[idx >= 0]
+            if is_item:
+                self._similar(queries, rows, idx, items, scores)
+                continue
+            for exclude in (True, False):
+                sel = queries.exclude_seen[rows] == exclude
+                if sel.any():
+                    uniq, inverse = np.unique(idx[sel], return_inverse=True)
+                    n = min(int(queries.top_n[rows[sel]].max()), m.num_items)
+                    top_i, top_s = m.recommend_indices(uniq, n, exclude)
+                    items[rows[sel], :n] = top_i[inverse]
+                    scores[rows[sel], :n] = top_s[inverse]
+        if fallback.any():
+            pop_i, pop_s = self.popular[0][:k], self.popular[1][:k]
+            items[fallback, : len(pop_i)] = pop_i
+            scores[fallback, : len(pop_i)] = pop_s
+        counts = np.minimum((items >= 0).sum(axis=1), queries.top_n)
+        valid = np.arange(k)[None, :] < counts[:, None]
+        if not np.isfinite(scores[valid]).all():
+            raise codec.InferenceError("the model produced non-finite scores; retrain it")
+        self.records += count
+        return codec.Results(queries, items, scores, counts, known, fallback, self.vocab)
+
+    def _unknown(self, queries: codec.Queries, rows: np.ndarray, is_item: bool) -> bool:
+        policy, key = self.unknown[is_item], "item_id" if is_item else "user_id"
+        self.unknown_seen[is_item] += len(rows)
+        if policy == "error":
+            r = int(rows[0])
+            raise codec.BadRequestError(
+                f"{queries.where[r]}: unknown {key} {queries.ids[r]!r} "
+                f"(SPOTLIGHT_UNKNOWN_{key[:4].upper()}=error)"
+            )
+        logger.info(
+            "%d record(s) with an unknown %s in this request (%s); %d since start",
+            len(rows),
+            key,
+            "popularity fallback" if policy == "fallback" else "skipped",
+            self.unknown_seen[is_item],
+        )
+        return policy == "fallback"
+
+    def _similar(
+        self,
+        queries: codec.Queries,
+        rows: np.ndarray,
+        idx: np.ndarray,
+        items: np.ndarray,
+        scores: np.ndarray,
+    ) -> None:
+        if len(rows) == 0:
+            return
+        m = self.model
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        n = min(int(queries.top_n[rows].max()), m.num_items - 1)
+        recs = m.similar_items(m.item_map.ids[uniq].tolist(), n=n, unknown="error")
+        top_i = np.full((len(uniq), max(n, 0)), -1, dtype=np.int64)
+        top_s = np.zeros((len(uniq), max(n, 0)), dtype=np.float32)
+        for g, rec in enumerate(recs):
+            top_i[g, : len(rec.item_ids)] = m.item_map.lookup(rec.item_ids)
+            top_s[g, : len(rec.scores)] = rec.scores
+        items[rows, : top_i.shape[1]] = top_i[inverse]
+        scores[rows, : top_i.shape[1]] = top_s[inverse]
+
+
+def model_fn(model_dir: str) -> ServedModel:
+    """Load the artifact at the root of ``model_dir`` (GPU when present, else CPU)."""
+    served = ServedModel.from_env(model_dir)
+    m = served.model
+    logger.info(
+        "serving %d users x %d items on %s; unknown users: %s, unknown items: %s",
+        m.num_users,
+        m.num_items,
+        m.device,
+        served.unknown[False],
+        served.unknown[True],
+    )
+    return served
+
+
+@_http_errors
+def input_fn(input_data: str | bytes | bytearray, content_type: str) -> codec.Queries:
+    """Decode JSON lines / JSON / CSV records (see docs/inference.md)."""
+    return codec.decode(input_data, content_type)
+
+
+@_http_errors
+def predict_fn(data: codec.Queries, model: ServedModel) -> codec.Results:
+    """Batched top-N for all records of the request."""
+    return model.recommend(data)
+
+
+@_http_errors
+def output_fn(prediction: codec.Results, accept: str | None) -> tuple[bytes, str]:
+    """Encode for ``accept``; returns ``(body, content_type)``."""
+    return codec.encode(prediction, accept)

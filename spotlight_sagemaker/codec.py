@@ -1,0 +1,498 @@
+"""Every content type the serving container speaks, in one table-driven module.
+
+Requests are decoded into :class:`Queries` (one entry per record, in input order); the handler
+turns them into :class:`Results`; results are encoded for the negotiated ``Accept`` type.
+``DECODERS`` and ``ENCODERS`` are the only place a content type is named: the supported types
+are their keys. Errors carry their HTTP status (:class:`InferenceError` and subclasses) and do
+not depend on ``sagemaker_inference``; ``entry_points/inference.py`` converts them to the
+toolkit's error type in one place. Nothing here unpickles a request body.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._fastcsv import format_fixed, joined_rows
+
+DEFAULT_ACCEPT = "text/csv"
+_QUERY_KEYS = {"user_id": False, "item_id": True}  # key -> asks for similar items
+_RECORD_KEYS = frozenset(("user_id", "item_id", "top_n", "exclude_seen"))
+_CSV_SPECIAL = re.compile(r'[",\r\n]')
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+class InferenceError(Exception):
+    """A request the container answers with an HTTP error; ``status`` is that code."""
+
+    status = 500
+    phrase = "Internal Server Error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestError(InferenceError):
+    """Malformed record or payload (400)."""
+
+    status, phrase = 400, "Bad Request"
+
+
+class PayloadTooLargeError(InferenceError):
+    """Too many records in one request, or a response over the size limit (413)."""
+
+    status, phrase = 413, "Payload Too Large"
+
+
+class UnsupportedContentTypeError(InferenceError):
+    """The request's Content-Type is not in ``DECODERS`` (415)."""
+
+    status, phrase = 415, "Unsupported Media Type"
+
+
+class NotAcceptableError(InferenceError):
+    """No type in the request's Accept header is in ``ENCODERS`` (406)."""
+
+    status, phrase = 406, "Not Acceptable"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits, read from the environment at call time (see docs/inference.md)."""
+
+    default_top_n: int = 10
+    max_top_n: int = 1000
+    max_records: int = 200_000
+    max_response_bytes: int = 6_553_500
+
+    _ENV = {
+        "default_top_n": "SPOTLIGHT_DEFAULT_TOP_N",
+        "max_top_n": "SPOTLIGHT_MAX_TOP_N",
+        "max_records": "SPOTLIGHT_MAX_RECORDS",
+        "max_response_bytes": "SPOTLIGHT_MAX_RESPONSE_BYTES",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        """Read ``SPOTLIGHT_*`` overrides; a bad value raises ValueError naming the variable."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for field, var in cls._ENV.items():
+            raw = env.get(var, "").strip()
+            if raw:
+                if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+                    raise ValueError(f"{var} must be a positive integer, got {raw!r}")
+                values[field] = int(raw)
+        limits = cls(**values)
+        if limits.default_top_n > limits.max_top_n:
+            raise ValueError(
+                f"SPOTLIGHT_DEFAULT_TOP_N ({limits.default_top_n}) exceeds "
+                f"SPOTLIGHT_MAX_TOP_N ({limits.max_top_n})"
+            )
+        return limits
+
+
+@dataclass
+class Queries:
+    """Decoded records, in input order.
+
+    Attributes:
+        ids: raw query id of each record (a user id, or an item id for similar-items records).
+        is_item: True where the record asks for items similar to ``item_id``.
+        top_n: how many items each record asks for.
+        exclude_seen: whether to drop the user's training items (user records only).
+        where: ``"line 3"`` / ``"record 3"`` label of each record, for error messages.
+    """
+
+    ids: list[str]
+    is_item: np.ndarray
+    top_n: np.ndarray
+    exclude_seen: np.ndarray
+    where: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Results:
+    """Top-N per record, aligned with :class:`Queries`.
+
+    Attributes:
+        queries: the decoded request.
+        items: ``[records, K]`` item indices into ``vocab``, best first; only the first
+            ``counts[r]`` entries of row ``r`` are meaningful.
+        scores: ``[records, K]`` float scores (popularity shares for fallback rows).
+        counts: number of items returned for each record.
+        known: False where the query id is unknown to the model.
+        fallback: True where the popularity fallback answered.
+        vocab: the model's item ids, pre-encoded once (:class:`ItemVocab`).
+    """
+
+    queries: Queries
+    items: np.ndarray
+    scores: np.ndarray
+    counts: np.ndarray
+    known: np.ndarray
+    fallback: np.ndarray
+    vocab: ItemVocab
+
+
+class ItemVocab:
+    """The model's raw item ids, pre-encoded for the CSV and JSON encoders (built once)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=str)
+        self.csv = np.array([_csv_field(s).encode() for s in self.ids.tolist()] or [b""])
+        self.json = np.array([json.dumps(s) for s in self.ids.tolist()] or [""], dtype=object)
+
+
+# ---------------------------------------------------------------------------- decoding
+def media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """``"Application/JSON; charset=UTF-8"`` -> ``("application/json", {"charset": "utf-8"})``."""
+    parts = (header or "").split(";")
+    params = {}
+    for p in parts[1:]:
+        key, _, value = p.partition("=")
+        params[key.strip().lower()] = value.strip().strip('"').lower()
+    return parts[0].strip().lower(), params
+
+
+def decode(
+    body: str | bytes | bytearray | memoryview,
+    content_type: str | None,
+    limits: Limits | None = None,
+) -> Queries:
+    """Parse a request body of ``content_type`` into :class:`Queries`.
+
+    Raises:
+        UnsupportedContentTypeError: the type (or its charset) is not supported.
+        BadRequestError: the payload or a record is malformed; the message names the record.
+        PayloadTooLargeError: more than ``limits.max_records`` records.
+    """
+    limits = limits or Limits.from_env()
+    mtype, params = media_type(content_type)
+    decoder = DECODERS.get(mtype)
+    if decoder is None:
+        raise UnsupportedContentTypeError(
+            f"unsupported Content-Type {content_type!r}; supported: {', '.join(DECODERS)}"
+        )
+    charset = params.get("charset", "utf-8")
+    if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
+        raise UnsupportedContentTypeError(f"unsupported charset {charset!r}; send UTF-8")
+    text = _text(body)
+    records, unit = decoder(text)
+    if not records:
+        raise BadRequestError("empty payload: the request holds no records")
+    if len(records) > limits.max_records:
+        raise PayloadTooLargeError(
+            f"{len(records)} records in one request; the limit is {limits.max_records} "
+            "(SPOTLIGHT_MAX_RECORDS): send smaller requests (lower MaxPayloadInMB)"
+        )
+    return _queries(records, unit, limits)
+
+
+def _text(body: str | bytes | bytearray | memoryview) -> str:
+    if isinstance(body, str):
+        return body.removeprefix("\ufeff")
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(body).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise BadRequestError(f"body is not valid UTF-8 (byte {e.start})") from None
+    raise BadRequestError(f"request body of type {type(body).__name__} cannot be decoded")
+
+
+def _nonblank(text: str) -> tuple[list[str], list[int]]:
+    lines, numbers = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line and not line.isspace():
+            lines.append(line)
+            numbers.append(n)
+    return lines, numbers
+
+
+def _decode_jsonlines(text: str) -> tuple[list[tuple[int, object]], str]:
+    lines, numbers = _nonblank(text)
+    if not lines:
+        return [], "line"
+    try:  # one parse for the whole request; per line only to locate an error
+        values = json.loads("[" + ",".join(lines) + "]")
+        if len(values) == len(lines):
+            return list(zip(numbers, values, strict=True)), "line"
+    except ValueError:
+        pass
+    out = []
+    for n, line in zip(numbers, lines, strict=True):
+        try:
+            out.append((n, json.loads(line)))
+        except ValueError as e:
+            raise BadRequestError(f"line {n}: invalid JSON ({e})") from None
+    return out, "line"
+
+
+def _decode_json(text: str) -> tuple[list[tuple[int, object]], str]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        if not text.strip():
+            return [], "record"
+        if "Extra data" in str(e):
+            return _decode_jsonlines(text)
+        raise BadRequestError(f"invalid JSON ({e})") from None
+    if isinstance(value, list):
+        return list(enumerate(value, 1)), "record"
+    if isinstance(value, dict):
+        return [(1, value)], "record"
+    raise BadRequestError(
+        f"expected a JSON object, a list of objects or JSON lines, got {type(value).__name__}"
+    )
+
+
+def _decode_csv(text: str) -> tuple[list[tuple[int, object]], str]:
+    lines, numbers = _nonblank(text)
+    rows = list(csv.reader(lines))
+    columns = ["user_id", "top_n"]
+    if rows and rows[0] and rows[0][0].strip() in _QUERY_KEYS:
+        columns = [c.strip() for c in rows[0]]
+        unknown = [c for c in columns if c not in _RECORD_KEYS]
+        if unknown or len(set(columns)) != len(columns):
+            raise BadRequestError(
+                f"line {numbers[0]}: bad CSV header {columns}; allowed columns: "
+                f"{', '.join(sorted(_RECORD_KEYS))}"
+            )
+        rows, numbers = rows[1:], numbers[1:]
+    out = []
+    for n, row in zip(numbers, rows, strict=True):
+        if len(row) > len(columns):
+            raise BadRequestError(
+                f"line {n}: {len(row)} fields, expected at most {len(columns)} "
+                f"({','.join(columns)})"
+            )
+        fields = zip(columns, (v.strip() for v in row), strict=False)
+        out.append((n, {c: v for c, v in fields if v}))
+    return out, "line"
+
+
+def _queries(records: list[tuple[int, object]], unit: str, limits: Limits) -> Queries:
+    count = len(records)
+    ids: list[str] = [""] * count
+    is_item = np.zeros(count, dtype=bool)
+    top_n = np.empty(count, dtype=np.int64)
+    exclude = np.ones(count, dtype=bool)
+    where = [f"{unit} {n}" for n, _ in records]
+    cache: dict[object, int] = {}
+    for r, (_, rec) in enumerate(records):
+        if type(rec) is not dict:
+            raise BadRequestError(
+                f'{where[r]}: expected a JSON object like {{"user_id": "685", "top_n": 5}}'
+                f", got {type(rec).__name__}"
+            )
+        if "item_id" in rec or not rec.keys() <= _RECORD_KEYS:
+            _check_keys(rec, where[r])
+        raw = rec.get("user_id")
+        if raw is None:
+            raw = rec.get("item_id")
+            if raw is None:
+                raise BadRequestError(f'{where[r]}: missing "user_id" (or "item_id")')
+            is_item[r] = True
+        ids[r] = _query_id(raw, where[r], "item_id" if is_item[r] else "user_id")
+        n = rec.get("top_n")
+        if n is None:
+            top_n[r] = limits.default_top_n
+        else:
+            try:
+                top_n[r] = cache[n]
+            except (KeyError, TypeError):
+                top_n[r] = cache[n] = _top_n(n, where[r], limits)
+        if "exclude_seen" in rec:
+            exclude[r] = _flag(rec["exclude_seen"], where[r])
+    return Queries(ids, is_item, top_n, exclude, where)
+
+
+def _check_keys(rec: dict, where: str) -> None:
+    unknown = sorted(set(rec) - _RECORD_KEYS)
+    if unknown:
+        raise BadRequestError(
+            f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; allowed: "
+            f"{', '.join(sorted(_RECORD_KEYS))}"
+        )
+    if "user_id" in rec and "item_id" in rec:
+        raise BadRequestError(f'{where}: give either "user_id" or "item_id", not both')
+    if "item_id" in rec and "exclude_seen" in rec:
+        raise BadRequestError(f'{where}: "exclude_seen" applies to user_id records only')
+
+
+def _query_id(raw: object, where: str, key: str) -> str:
+    if type(raw) is str:
+        if raw and "\x00" not in raw:
+            return raw
+        raise BadRequestError(f"{where}: {key} must be a non-empty string without NUL")
+    if type(raw) is int:
+        return str(raw)
+    raise BadRequestError(
+        f"{where}: {key} must be a string or an integer, got {type(raw).__name__} {raw!r}"
+    )
+
+
+def _top_n(value: object, where: str, limits: Limits) -> int:
+    if type(value) is int:
+        n = value
+    elif type(value) is str and value.strip().isascii() and value.strip().isdigit():
+        n = int(value)
+    else:
+        raise BadRequestError(
+            f"{where}: top_n must be a positive integer (number or string), got {value!r}"
+        )
+    if n < 1:
+        raise BadRequestError(f"{where}: top_n must be at least 1, got {n}")
+    if n > limits.max_top_n:
+        raise BadRequestError(
+            f"{where}: top_n {n} exceeds the maximum {limits.max_top_n} (SPOTLIGHT_MAX_TOP_N)"
+        )
+    return n
+
+
+def _flag(value: object, where: str) -> bool:
+    if type(value) is bool:
+        return value
+    if type(value) is str and value.strip().lower() in _BOOLS:
+        return _BOOLS[value.strip().lower()]
+    raise BadRequestError(f"{where}: exclude_seen must be true or false, got {value!r}")
+
+
+# ---------------------------------------------------------------------------- encoding
+def negotiate(accept: str | None, default: str | None = None) -> str:
+    """The encoder type for an Accept header (media ranges, q-values, wildcards).
+
+    A missing header or ``*/*`` gives ``default`` (else ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``
+    when it names a supported type, else ``text/csv``).
+
+    Raises:
+        NotAcceptableError: no acceptable type is supported.
+    """
+    if default is None:
+        env = media_type(os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"))[0]
+        default = env if env in ENCODERS else DEFAULT_ACCEPT
+    ranges = []
+    for pos, part in enumerate((accept or "").split(",")):
+        mtype, params = media_type(part)
+        if not mtype:
+            continue
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if q > 0:
+            ranges.append((-q, pos, mtype))
+    if not ranges:
+        if accept and accept.strip():
+            raise NotAcceptableError(f"unusable Accept {accept!r}; supported: {_supported()}")
+        return default
+    for _, _, mtype in sorted(ranges):
+        if mtype == "*/*":
+            return default
+        if mtype in ENCODERS:
+            return mtype
+        if mtype.endswith("/*"):
+            prefix = mtype[:-1]
+            matches = [t for t in (default, *ENCODERS) if t.startswith(prefix)]
+            if matches:
+                return matches[0]
+    raise NotAcceptableError(f"unsupported Accept {accept!r}; supported: {_supported()}")
+
+
+def encode(results: Results, accept: str | None, limits: Limits | None = None) -> tuple[bytes, str]:
+    """Serialize ``results`` for ``accept``; returns ``(body, content_type)``.
+
+    Raises:
+        NotAcceptableError: unsupported Accept.
+        PayloadTooLargeError: the body would exceed ``limits.max_response_bytes``.
+    """
+    limits = limits or Limits.from_env()
+    ctype = negotiate(accept)
+    body = ENCODERS[ctype](results)
+    if len(body) > limits.max_response_bytes:
+        raise PayloadTooLargeError(
+            f"the response would be {len(body)} bytes, over the limit of "
+            f"{limits.max_response_bytes} (SPOTLIGHT_MAX_RESPONSE_BYTES); send fewer records "
+            "per request (lower MaxPayloadInMB) or ask for a smaller top_n"
+        )
+    return body, ctype
+
+
+def _supported() -> str:
+    return ", ".join(ENCODERS)
+
+
+def _csv_field(value: str) -> str:
+    if _CSV_SPECIAL.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _flat(results: Results) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row of each returned item, its item index and score, in output order."""
+    k = results.items.shape[1]
+    mask = np.arange(k)[None, :] < results.counts[:, None]
+    rows = np.repeat(np.arange(len(results.counts)), results.counts)
+    return rows, results.items[mask], results.scores[mask]
+
+
+def _encode_csv(results: Results) -> bytes:
+    rows, items, scores = _flat(results)
+    if len(rows) == 0:
+        return b""
+    ids = results.queries.ids
+    joined = "\x00".join(ids)
+    if _CSV_SPECIAL.search(joined):
+        ids = [_csv_field(s) for s in ids]
+    query = np.array([s.encode() for s in ids])
+    return joined_rows([query[rows], results.vocab.csv[items], format_fixed(scores)], b",")
+
+
+def _objects(results: Results) -> list[str]:
+    q = results.queries
+    rows, items, scores = _flat(results)
+    item_json = results.vocab.json[items].tolist()
+    score_text = format_fixed(scores, as_text=True)
+    out, lo = [], 0
+    for r, count in enumerate(results.counts.tolist()):
+        hi = lo + count
+        key = "item_id" if q.is_item[r] else "user_id"
+        out.append(
+            f'{{"{key}": {json.dumps(q.ids[r])}, "items": [{", ".join(item_json[lo:hi])}], '
+            f'"scores": [{", ".join(score_text[lo:hi])}], '
+            f'"known": {"true" if results.known[r] else "false"}, '
+            f'"fallback": {"true" if results.fallback[r] else "false"}}}'
+        )
+        lo = hi
+    return out
+
+
+def _encode_jsonlines(results: Results) -> bytes:
+    return "\n".join(_objects(results)).encode()
+
+
+def _encode_json(results: Results) -> bytes:
+    return ('{"predictions": [' + ", ".join(_objects(results)) + "]}").encode()
+
+
+Decoder = Callable[[str], tuple[list[tuple[int, object]], str]]
+DECODERS: dict[str, Decoder] = {
+    "application/jsonlines": _decode_jsonlines,
+    "application/json": _decode_json,
+    "text/csv": _decode_csv,
+}
+ENCODERS: dict[str, Callable[[Results], bytes]] = {
+    "text/csv": _encode_csv,
+    "application/jsonlines": _encode_jsonlines,
+    "application/json": _encode_json,
+}
