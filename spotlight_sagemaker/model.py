@@ -1,0 +1,135 @@
+"""``SpotlightModel``: serve a trained ``model.tar.gz`` (from any training run) on SageMaker.
+
+A thin ``PyTorchModel`` subclass: the AWS PyTorch 2.6.0 / py312 inference image, ``inference.py``
+and the package repacked into ``model.tar.gz:code/`` (the only folder on the serving import
+path), the :class:`SpotlightPredictor` for endpoints and this workload's transform defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagemaker.pytorch.model import PyTorchModel
+
+from . import defaults, staging
+from .predictor import SpotlightPredictor
+from .session import is_local, local_session, resolve_role
+from .transformer import SpotlightTransformer
+
+
+class SpotlightModel(PyTorchModel):
+    """A trained Spotlight artifact, ready for ``transformer()`` or ``deploy()``.
+
+    Example:
+        >>> model = SpotlightModel("s3://bucket/job/output/model.tar.gz", role=role)
+        >>> model.transformer(instance_type="ml.m5.xlarge").transform("s3://bucket/requests/")
+        >>> predictor = model.deploy(initial_instance_count=1, instance_type="ml.m5.large")
+        >>> predictor.recommend("685", top_n=5)
+    """
+
+    def __init__(
+        self,
+        model_data: Any,
+        role: str | None = None,
+        entry_point: str | None = None,
+        framework_version: str = defaults.FRAMEWORK_VERSION,
+        py_version: str = defaults.PY_VERSION,
+        image_uri: str | None = None,
+        source_dir: str | None = None,
+        ship_code: bool = True,
+        predictor_cls: Any = SpotlightPredictor,
+        sagemaker_session: Any = None,
+        **kwargs: Any,
+    ):
+        """Create the model.
+
+        Args:
+            model_data: ``s3://.../model.tar.gz`` (``file://`` in local mode) of a training run.
+            role: IAM role ARN; may be omitted inside SageMaker, in local mode, or when the
+                SageMaker config file sets one.
+            entry_point: serving script inside ``source_dir`` (default ``inference.py``).
+            framework_version: PyTorch version of the AWS inference image (always passed on:
+                the SDK needs it even with ``image_uri``).
+            py_version: Python version of the AWS inference image.
+            image_uri: a serving image to use instead of the AWS one.
+            source_dir: folder or ``s3://.../sourcedir.tar.gz`` with the code (default: the
+                entry points and the package, staged in a temporary folder).
+            ship_code: repack the code into the model (default). ``False`` needs an
+                ``image_uri`` with the package baked in (``docker/``).
+            predictor_cls: what ``deploy()`` returns.
+            sagemaker_session: the SDK session (default: created on first use; local mode
+                gets the embedded local session).
+            **kwargs: arguments of ``PyTorchModel`` / ``FrameworkModel`` / ``Model``.
+
+        Raises:
+            ValueError: versions without an inference image, inconsistent code options, no
+                role outside SageMaker (checked when a session is given).
+        """
+        if image_uri is None:
+            defaults.check_framework_version(framework_version, py_version, "inference")
+        if not ship_code:
+            if image_uri is None:
+                raise ValueError(
+                    "ship_code=False needs image_uri: a serving image with spotlight_sagemaker "
+                    "installed (see docker/); the AWS PyTorch image has no inference.py"
+                )
+            if entry_point or source_dir:
+                raise ValueError("entry_point/source_dir cannot be combined with ship_code=False")
+        else:
+            entry_point = entry_point or defaults.INFERENCE_ENTRY_POINT
+            source_dir = source_dir or staging.source_dir()
+        if role is None and sagemaker_session is not None:
+            role = resolve_role(role, sagemaker_session, None, for_model=True)
+        super().__init__(
+            model_data,
+            role,
+            entry_point,
+            framework_version=framework_version,
+            py_version=py_version,
+            image_uri=image_uri,
+            source_dir=source_dir,
+            predictor_cls=predictor_cls,
+            sagemaker_session=sagemaker_session,
+            **kwargs,
+        )
+        self.ship_code = ship_code
+
+    def _init_sagemaker_session_if_does_not_exist(self, instance_type: str | None = None) -> None:
+        """Local instance types get the embedded local session (the SDK would pick Docker's)."""
+        if self.sagemaker_session is None and is_local(instance_type):
+            self.sagemaker_session = local_session(instance_type)
+        super()._init_sagemaker_session_if_does_not_exist(instance_type)
+        if not self.role:
+            self.role = resolve_role(None, self.sagemaker_session, instance_type, for_model=True)
+
+    def transformer(
+        self,
+        instance_count: int = 1,
+        instance_type: str | None = None,
+        strategy: str = defaults.TRANSFORM_STRATEGY,
+        assemble_with: str = defaults.TRANSFORM_ASSEMBLE_WITH,
+        accept: str = defaults.TRANSFORM_ACCEPT,
+        max_payload: int | None = None,
+        env: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> SpotlightTransformer:
+        """A Batch Transform job runner with this workload's defaults (see docs/sdk.md).
+
+        Raises:
+            ValueError: no ``instance_type``.
+        """
+        if not instance_type:
+            raise ValueError(
+                "instance_type is required, e.g. 'ml.m5.xlarge' (or 'local' for this machine)"
+            )
+        transformer = super().transformer(
+            instance_count,
+            instance_type,
+            strategy=strategy,
+            assemble_with=assemble_with,
+            accept=accept,
+            max_payload=defaults.max_payload_mb() if max_payload is None else max_payload,
+            env={**defaults.transform_env(aws_image=self.image_uri is None), **(env or {})},
+            **kwargs,
+        )
+        return SpotlightTransformer.wrap(transformer)

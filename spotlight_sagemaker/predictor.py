@@ -1,0 +1,141 @@
+"""``SpotlightPredictor``: top-N recommendations from a Spotlight endpoint as plain rows.
+
+Requests go out as JSON lines (``application/jsonlines``, one record per query) and answers
+come back as CSV (``text/csv``): ``query_id,item_id,score`` per recommended item, best first,
+queries in request order -- the container's default formats (``spotlight_sagemaker.codec``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from sagemaker.deserializers import CSVDeserializer
+from sagemaker.predictor import Predictor
+from sagemaker.serializers import JSONLinesSerializer
+
+REQUEST_CONTENT_TYPE = "application/jsonlines"
+RESPONSE_ACCEPT = "text/csv"
+
+
+class Recommended(NamedTuple):
+    """One recommended item for a user."""
+
+    user_id: str
+    item_id: str
+    score: float
+
+
+class Similar(NamedTuple):
+    """One item similar to a query item."""
+
+    item_id: str
+    similar_item_id: str
+    score: float
+
+
+class SpotlightSerializer(JSONLinesSerializer):
+    """JSON lines: a dict is one record, an iterable of dicts one record each, str as is."""
+
+    def __init__(self, content_type: str = REQUEST_CONTENT_TYPE):
+        super().__init__(content_type=content_type)
+
+    def serialize(self, data: Any) -> str:
+        """Serialize one record (dict), many records, or an already-encoded string."""
+        if isinstance(data, Mapping):
+            return json.dumps(dict(data))
+        return super().serialize(data)
+
+
+class SpotlightPredictor(Predictor):
+    """Talks to a Spotlight endpoint (``SpotlightModel.deploy()`` returns one).
+
+    Example:
+        >>> predictor.recommend("685", top_n=5)
+        [Recommended(user_id='685', item_id='313', score=4.21), ...]
+        >>> predictor.recommend(["685", "302"], top_n=5, as_frame=True)   # pandas DataFrame
+        >>> predictor.similar_items("50", top_n=10)
+    """
+
+    def __init__(
+        self,
+        endpoint_name: str,
+        sagemaker_session: Any = None,
+        serializer: Any = None,
+        deserializer: Any = None,
+        **kwargs: Any,
+    ):
+        """Attach to an endpoint; serializer/deserializer default to the container's formats."""
+        super().__init__(
+            endpoint_name,
+            sagemaker_session=sagemaker_session,
+            serializer=serializer or SpotlightSerializer(),
+            deserializer=deserializer or CSVDeserializer(accept=RESPONSE_ACCEPT),
+            **kwargs,
+        )
+
+    def recommend(
+        self,
+        user_ids: str | int | Iterable[str | int],
+        top_n: int = 10,
+        exclude_seen: bool | None = None,
+        as_frame: bool = False,
+    ) -> Any:
+        """Top-N items for one user or many (one request; rows in the order of ``user_ids``).
+
+        Args:
+            user_ids: one raw user id or an iterable of them.
+            top_n: items per user.
+            exclude_seen: drop the users' training items (the container's default: True).
+            as_frame: return a pandas DataFrame (columns user_id, item_id, score).
+
+        Returns:
+            A list of :class:`Recommended` rows, best first per user (or a DataFrame).
+
+        Raises:
+            ValueError: no user ids, or ``top_n`` not a positive integer.
+            TypeError: an id that is neither str nor int.
+        """
+        extra = {} if exclude_seen is None else {"exclude_seen": bool(exclude_seen)}
+        records = [{"user_id": u, "top_n": top_n, **extra} for u in _ids(user_ids, "user_ids")]
+        return self._query(records, top_n, Recommended, as_frame)
+
+    def similar_items(
+        self,
+        item_ids: str | int | Iterable[str | int],
+        top_n: int = 10,
+        as_frame: bool = False,
+    ) -> Any:
+        """Items most similar to each query item (rows in the order of ``item_ids``).
+
+        Returns:
+            A list of :class:`Similar` rows (or a DataFrame with the same columns).
+
+        Raises:
+            ValueError: no item ids, or ``top_n`` not a positive integer.
+            TypeError: an id that is neither str nor int.
+        """
+        records = [{"item_id": i, "top_n": top_n} for i in _ids(item_ids, "item_ids")]
+        return self._query(records, top_n, Similar, as_frame)
+
+    def _query(self, records: list[dict], top_n: int, row: type, as_frame: bool) -> Any:
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+            raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
+        raw = self.predict(records, initial_args={"Accept": RESPONSE_ACCEPT})
+        rows = [row(r[0], r[1], float(r[2])) for r in raw if r]
+        if as_frame:
+            import pandas as pd
+
+            return pd.DataFrame(rows, columns=list(row._fields))
+        return rows
+
+
+def _ids(ids: Any, name: str) -> list[str | int]:
+    values = [ids] if isinstance(ids, (str, int)) else list(ids)
+    if not values:
+        raise ValueError(f"{name} must hold at least one id")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise TypeError(f"{name} must be str or int ids, got {type(v).__name__} {v!r}")
+    return values
