@@ -56,6 +56,7 @@ setup(
     entry_points={
         "console_scripts": [
             "spotlight-sagemaker=spotlight_sagemaker.cli:main",
+            "spotlight-sagemaker-serve=spotlight_sagemaker.serving:main",
         ],
     },
     classifiers=[

@@ -7,7 +7,8 @@ distinct user (one matrix product and top-k), never one user at a time.
 
 Environment (read when the model loads): ``SPOTLIGHT_UNKNOWN_USER`` and ``SPOTLIGHT_UNKNOWN_ITEM``
 (``fallback`` | ``skip`` | ``error``; default ``fallback``: the most popular items),
-``SPOTLIGHT_DEVICE`` (``auto`` | ``cpu`` | ``cuda``). Request limits: see ``codec.Limits``.
+``SPOTLIGHT_DEVICE`` (``auto`` | ``cpu`` | ``cuda``), ``SPOTLIGHT_TORCH_THREADS`` (CPU threads per
+worker; the ``serve`` launcher sets cores / workers). Request limits: see ``codec.Limits``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from sagemaker_inference.errors import BaseInferenceToolkitError
 
 from spotlight_sagemaker import codec
@@ -79,6 +81,13 @@ class ServedModel:
             if policies[kind] not in UNKNOWN_POLICIES:
                 raise ValueError(f"{var} must be one of {UNKNOWN_POLICIES}, got {env[var]!r}")
         device = env.get("SPOTLIGHT_DEVICE", "auto").strip().lower() or "auto"
+        threads = env.get("SPOTLIGHT_TORCH_THREADS", "").strip()
+        if threads:
+            if not (threads.isdigit() and int(threads) > 0):
+                raise ValueError(
+                    f"SPOTLIGHT_TORCH_THREADS must be a positive integer, got {threads!r}"
+                )
+            torch.set_num_threads(int(threads))
         model = ImplicitFactorizationModel.load(model_dir, device=device)
         return cls(model, policies["USER"], policies["ITEM"])
 
@@ -95,8 +104,7 @@ class ServedModel:
             rows = np.flatnonzero(queries.is_item == is_item)
             if len(rows) == 0:
                 continue
-            id_map = m.item_map if is_item else m.user_map
-            idx = id_map.lookup([queries.ids[r] for r in rows])
+            idx = self._lookup(m.item_map if is_item else m.user_map, queries.ids, rows)
             missing = rows[idx < 0]
             known[missing] = False
             if len(missing):
@@ -124,13 +132,23 @@ class ServedModel:
         self.records += count
         return codec.Results(queries, items, scores, counts, known, fallback, self.vocab)
 
+    @staticmethod
+    def _lookup(id_map, ids: list[str], rows: np.ndarray) -> np.ndarray:
+        """Indices of ``ids[rows]`` (-1 unknown), looking each distinct id up once."""
+        sub = ids if len(rows) == len(ids) else [ids[r] for r in rows]
+        distinct = dict.fromkeys(sub)
+        for pos, raw in enumerate(distinct):
+            distinct[raw] = pos
+        inverse = np.fromiter(map(distinct.__getitem__, sub), dtype=np.int64, count=len(sub))
+        return id_map.lookup(distinct)[inverse]
+
     def _unknown(self, queries: codec.Queries, rows: np.ndarray, is_item: bool) -> bool:
         policy, key = self.unknown[is_item], "item_id" if is_item else "user_id"
         self.unknown_seen[is_item] += len(rows)
         if policy == "error":
             r = int(rows[0])
             raise codec.BadRequestError(
-                f"{queries.where[r]}: unknown {key} {queries.ids[r]!r} "
+                f"{queries.where(r)}: unknown {key} {queries.ids[r]!r} "
                 f"(SPOTLIGHT_UNKNOWN_{key[:4].upper()}=error)"
             )
         logger.info(

@@ -108,17 +108,23 @@ class Queries:
         is_item: True where the record asks for items similar to ``item_id``.
         top_n: how many items each record asks for.
         exclude_seen: whether to drop the user's training items (user records only).
-        where: ``"line 3"`` / ``"record 3"`` label of each record, for error messages.
+        numbers: line number (JSON lines, CSV) or position (JSON list) of each record.
+        unit: ``"line"`` or ``"record"``: what ``numbers`` count.
     """
 
     ids: list[str]
     is_item: np.ndarray
     top_n: np.ndarray
     exclude_seen: np.ndarray
-    where: list[str]
+    numbers: list[int]
+    unit: str = "line"
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def where(self, r: int) -> str:
+        """``"line 3"``: where record ``r`` sits in the request, for error messages."""
+        return f"{self.unit} {self.numbers[r]}"
 
 
 @dataclass
@@ -188,7 +194,7 @@ def decode(
     if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
         raise UnsupportedContentTypeError(f"unsupported charset {charset!r}; send UTF-8")
     text = _text(body)
-    records, unit = decoder(text)
+    numbers, records, unit = decoder(text)
     if not records:
         raise BadRequestError("empty payload: the request holds no records")
     if len(records) > limits.max_records:
@@ -196,7 +202,7 @@ def decode(
             f"{len(records)} records in one request; the limit is {limits.max_records} "
             "(SPOTLIGHT_MAX_RECORDS): send smaller requests (lower MaxPayloadInMB)"
         )
-    return _queries(records, unit, limits)
+    return _queries(numbers, records, unit, limits)
 
 
 def _text(body: str | bytes | bytearray | memoryview) -> str:
@@ -219,44 +225,50 @@ def _nonblank(text: str) -> tuple[list[str], list[int]]:
     return lines, numbers
 
 
-def _decode_jsonlines(text: str) -> tuple[list[tuple[int, object]], str]:
+Decoded = tuple[list[int], list[object], str]  # record numbers, parsed records, "line"/"record"
+
+
+def _decode_jsonlines(text: str) -> Decoded:
+    body = text.strip()
+    if not body:
+        return [], [], "line"
+    if "\r" not in body and "\n\n" not in body:  # fast path: one parse for the whole request
+        try:
+            values = json.loads("[" + body.replace("\n", ",") + "]")
+        except ValueError:
+            values = None
+        if values is not None and len(values) == body.count("\n") + 1:
+            first = text[: len(text) - len(text.lstrip())].count("\n") + 1
+            return list(range(first, first + len(values))), values, "line"
     lines, numbers = _nonblank(text)
-    if not lines:
-        return [], "line"
-    try:  # one parse for the whole request; per line only to locate an error
-        values = json.loads("[" + ",".join(lines) + "]")
-        if len(values) == len(lines):
-            return list(zip(numbers, values, strict=True)), "line"
-    except ValueError:
-        pass
-    out = []
+    values = []
     for n, line in zip(numbers, lines, strict=True):
         try:
-            out.append((n, json.loads(line)))
+            values.append(json.loads(line))
         except ValueError as e:
             raise BadRequestError(f"line {n}: invalid JSON ({e})") from None
-    return out, "line"
+    return numbers, values, "line"
 
 
-def _decode_json(text: str) -> tuple[list[tuple[int, object]], str]:
+def _decode_json(text: str) -> Decoded:
     try:
         value = json.loads(text)
     except ValueError as e:
         if not text.strip():
-            return [], "record"
+            return [], [], "record"
         if "Extra data" in str(e):
             return _decode_jsonlines(text)
         raise BadRequestError(f"invalid JSON ({e})") from None
     if isinstance(value, list):
-        return list(enumerate(value, 1)), "record"
+        return list(range(1, len(value) + 1)), value, "record"
     if isinstance(value, dict):
-        return [(1, value)], "record"
+        return [1], [value], "record"
     raise BadRequestError(
         f"expected a JSON object, a list of objects or JSON lines, got {type(value).__name__}"
     )
 
 
-def _decode_csv(text: str) -> tuple[list[tuple[int, object]], str]:
+def _decode_csv(text: str) -> Decoded:
     lines, numbers = _nonblank(text)
     rows = list(csv.reader(lines))
     columns = ["user_id", "top_n"]
@@ -269,7 +281,7 @@ def _decode_csv(text: str) -> tuple[list[tuple[int, object]], str]:
                 f"{', '.join(sorted(_RECORD_KEYS))}"
             )
         rows, numbers = rows[1:], numbers[1:]
-    out = []
+    values = []
     for n, row in zip(numbers, rows, strict=True):
         if len(row) > len(columns):
             raise BadRequestError(
@@ -277,44 +289,57 @@ def _decode_csv(text: str) -> tuple[list[tuple[int, object]], str]:
                 f"({','.join(columns)})"
             )
         fields = zip(columns, (v.strip() for v in row), strict=False)
-        out.append((n, {c: v for c, v in fields if v}))
-    return out, "line"
+        values.append({c: v for c, v in fields if v})
+    return numbers, values, "line"
 
 
-def _queries(records: list[tuple[int, object]], unit: str, limits: Limits) -> Queries:
-    count = len(records)
-    ids: list[str] = [""] * count
-    is_item = np.zeros(count, dtype=bool)
-    top_n = np.empty(count, dtype=np.int64)
-    exclude = np.ones(count, dtype=bool)
-    where = [f"{unit} {n}" for n, _ in records]
-    cache: dict[object, int] = {}
-    for r, (_, rec) in enumerate(records):
+def _queries(numbers: list[int], records: list[object], unit: str, limits: Limits) -> Queries:
+    """Validate records; the loop is the hot path of a MultiRecord request, keep it lean."""
+    ids: list[str] = []
+    top_n: list[int] = []
+    items: list[int] = []
+    exclude: dict[int, bool] = {}
+    cache: dict[str, int] = {}
+    default, max_n = limits.default_top_n, limits.max_top_n
+    allowed = _RECORD_KEYS
+
+    def where(r: int) -> str:
+        return f"{unit} {numbers[r]}"
+
+    for r, rec in enumerate(records):
         if type(rec) is not dict:
             raise BadRequestError(
-                f'{where[r]}: expected a JSON object like {{"user_id": "685", "top_n": 5}}'
+                f'{where(r)}: expected a JSON object like {{"user_id": "685", "top_n": 5}}'
                 f", got {type(rec).__name__}"
             )
-        if "item_id" in rec or not rec.keys() <= _RECORD_KEYS:
-            _check_keys(rec, where[r])
+        if "item_id" in rec or not rec.keys() <= allowed:
+            _check_keys(rec, where(r))
         raw = rec.get("user_id")
         if raw is None:
             raw = rec.get("item_id")
             if raw is None:
-                raise BadRequestError(f'{where[r]}: missing "user_id" (or "item_id")')
-            is_item[r] = True
-        ids[r] = _query_id(raw, where[r], "item_id" if is_item[r] else "user_id")
-        n = rec.get("top_n")
-        if n is None:
-            top_n[r] = limits.default_top_n
+                raise BadRequestError(f'{where(r)}: missing "user_id" (or "item_id")')
+            items.append(r)
+        if type(raw) is not str or not raw or "\x00" in raw:
+            raw = _query_id(raw, where(r), "item_id" if "item_id" in rec else "user_id")
+        ids.append(raw)
+        n = rec.get("top_n", default)
+        if type(n) is int and 0 < n <= max_n:
+            top_n.append(n)
+        elif type(n) is str and n in cache:
+            top_n.append(cache[n])
         else:
-            try:
-                top_n[r] = cache[n]
-            except (KeyError, TypeError):
-                top_n[r] = cache[n] = _top_n(n, where[r], limits)
+            top_n.append(_top_n(n, where(r), limits))
+            if type(n) is str:
+                cache[n] = top_n[-1]
         if "exclude_seen" in rec:
-            exclude[r] = _flag(rec["exclude_seen"], where[r])
-    return Queries(ids, is_item, top_n, exclude, where)
+            exclude[r] = _flag(rec["exclude_seen"], where(r))
+    is_item = np.zeros(len(ids), dtype=bool)
+    is_item[items] = True
+    exclude_seen = np.ones(len(ids), dtype=bool)
+    if exclude:
+        exclude_seen[list(exclude)] = list(exclude.values())
+    return Queries(ids, is_item, np.array(top_n, dtype=np.int64), exclude_seen, numbers, unit)
 
 
 def _check_keys(rec: dict, where: str) -> None:
@@ -454,7 +479,7 @@ def _encode_csv(results: Results) -> bytes:
     joined = "\x00".join(ids)
     if _CSV_SPECIAL.search(joined):
         ids = [_csv_field(s) for s in ids]
-    query = np.array([s.encode() for s in ids])
+    query = np.array("\x00".join(ids).encode().split(b"\x00"))  # ids hold no NUL (decode)
     return joined_rows([query[rows], results.vocab.csv[items], format_fixed(scores)], b",")
 
 
@@ -485,7 +510,7 @@ def _encode_json(results: Results) -> bytes:
     return ('{"predictions": [' + ", ".join(_objects(results)) + "]}").encode()
 
 
-Decoder = Callable[[str], tuple[list[tuple[int, object]], str]]
+Decoder = Callable[[str], Decoded]
 DECODERS: dict[str, Decoder] = {
     "application/jsonlines": _decode_jsonlines,
     "application/json": _decode_json,

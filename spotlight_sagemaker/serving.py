@@ -1,0 +1,329 @@
+"""Run the SageMaker serving stack (sagemaker-inference + Multi Model Server) with our handler.
+
+:func:`start_model_server` is what tests, benchmarks and the ``serve`` console script share: it
+writes a private MMS config (bound to 127.0.0.1 unless told otherwise, one port for
+``/ping`` and ``/invocations`` as in SageMaker), starts MMS in its own process group with a
+private temp dir, waits for ``/ping`` and returns a :class:`ModelServer` handle whose
+``stop()`` kills that process group by its id (MMS spawns a Java frontend and Python workers).
+
+The handler module is found the way the toolkit finds it: ``SAGEMAKER_PROGRAM`` (default
+``inference.py``) imported from ``<model_dir>/code`` (first on ``PYTHONPATH``); the packaged
+``entry_points`` folder comes next, so an image with the package installed serves a model
+directory that holds only the artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.util
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HANDLER_SERVICE = "sagemaker_inference.default_handler_service"
+_BASE_CONFIG = "enable_envvars_config=true\ndecode_input_request=false\nload_models=ALL\n"
+
+
+class ModelServerError(RuntimeError):
+    """The model server did not come up (the message holds the tail of its log)."""
+
+
+@dataclass
+class ModelServer:
+    """A running model server; ``stop()`` (or leaving a ``with`` block) kills its process group."""
+
+    pid: int
+    host: str
+    port: int
+    workdir: Path
+    log_path: Path
+    _proc: subprocess.Popen = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def is_running(self) -> bool:
+        return self._proc.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the process group, SIGKILL what is left after ``timeout``; idempotent."""
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_alive(self.pid):
+                if self._proc.poll() is None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._proc.wait(timeout=0.1)
+                else:
+                    time.sleep(0.1)
+            if not _group_alive(self.pid):
+                break
+        self._proc.poll()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # zombies of our own child still count as "in the group" until reaped by the caller
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now, below 32768 (MMS rejects higher port numbers)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ModelServerError("no free port found in 20000-32767")
+
+
+def entry_points_dir() -> Path:
+    """The folder holding the packaged ``inference.py`` (``spotlight_sagemaker._entry_points``)."""
+    spec = importlib.util.find_spec("spotlight_sagemaker._entry_points")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelServerError("spotlight_sagemaker._entry_points is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def mms_config(
+    host: str,
+    port: int,
+    workers: int | None = None,
+    timeout_s: int = 60,
+    max_request_mb: int | None = None,
+) -> str:
+    """The MMS properties the toolkit would write, bound to ``host:port``."""
+    lines = [
+        f"inference_address=http://{host}:{port}",
+        f"management_address=http://{host}:{port}",
+        f"default_service_handler={HANDLER_SERVICE}",
+        f"default_response_timeout={timeout_s}",
+        "vmargs=-XX:-UseContainerSupport",
+    ]
+    if workers:
+        lines.append(f"default_workers_per_model={workers}")
+    if max_request_mb:
+        size = max_request_mb * 1024 * 1024
+        lines += [f"max_request_size={size}", f"max_response_size={size}"]
+    return _BASE_CONFIG + "\n".join(lines) + "\n"
+
+
+def start_model_server(
+    model_dir: str | os.PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    workers: int | None = 1,
+    env: dict[str, str] | None = None,
+    startup_timeout: float = 120.0,
+    foreground_log: bool = False,
+) -> ModelServer:
+    """Start MMS serving ``model_dir`` with the SageMaker handler and wait until ``/ping`` is OK.
+
+    Args:
+        model_dir: the model as SageMaker extracts it (artifact files, optional ``code/``).
+        host: the address to bind (``127.0.0.1`` unless serving a container).
+        port: the port for ``/ping`` and ``/invocations`` (default: a free one).
+        workers: Python worker processes (None: MMS's default, one per CPU).
+        env: extra environment for the server (``SPOTLIGHT_*``, ``SAGEMAKER_*``).
+        startup_timeout: seconds to wait for ``/ping``.
+        foreground_log: send the server log to this process's stdout instead of a file.
+
+    Raises:
+        ModelServerError: the server exited or did not answer ``/ping`` in time.
+    """
+    model_dir = Path(model_dir).resolve()
+    if not model_dir.is_dir():
+        raise ValueError(f"model_dir {str(model_dir)!r} is not a directory")
+    port = free_port(host) if port is None else int(port)
+    workdir = Path(tempfile.mkdtemp(prefix="spotlight-mms-"))
+    child_env = _server_env(model_dir, workdir, workers, env)
+    limits_mb = child_env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB")
+    config = workdir / "mms.properties"
+    config.write_text(
+        mms_config(
+            host,
+            port,
+            workers,
+            int(child_env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60")),
+            int(limits_mb) if limits_mb else None,
+        )
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "mms.model_server",
+        "--start",
+        "--foreground",
+        "--mms-config",
+        str(config),
+        "--model-store",
+        "/",
+        "--models",
+        f"model={model_dir}",
+    ]
+    log_path = workdir / "server.log"
+    out = None if foreground_log else open(log_path, "wb")  # noqa: SIM115 - child owns it
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            env=child_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        if out is not None:
+            out.close()
+    server = ModelServer(proc.pid, host, port, workdir, log_path, proc)
+    try:
+        _wait_for_ping(server, startup_timeout)
+    except BaseException:
+        tail = server.log_tail()
+        server.stop()
+        raise ModelServerError(f"model server did not start; log tail:\n{tail}") from None
+    return server
+
+
+def _server_env(
+    model_dir: Path, workdir: Path, workers: int | None, extra: dict[str, str] | None
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra or {})
+    paths = [str(model_dir / "code"), str(entry_points_dir())]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("SAGEMAKER_PROGRAM", "inference.py")
+    env.setdefault("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "text/csv")
+    if env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").isdigit():  # MMS caps responses alike
+        size = int(env["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) * 1024 * 1024
+        env.setdefault("SPOTLIGHT_MAX_RESPONSE_BYTES", str(size))
+    if workers and "SPOTLIGHT_TORCH_THREADS" not in env:
+        env["SPOTLIGHT_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    # private temp dir: MMS keeps a global pid file and worker sockets there
+    for var in ("TMPDIR", "TEMP"):
+        env[var] = str(workdir)
+    env["LOG_LOCATION"] = env["METRICS_LOCATION"] = str(workdir / "logs")
+    return env
+
+
+def _wait_for_ping(server: ModelServer, timeout: float) -> None:
+    """Wait for ``/ping`` and for a READY worker (MMS answers ``/ping`` before the model loads)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.is_running():
+            raise ModelServerError(f"model server exited with code {server._proc.returncode}")
+        if _get(server, "/ping")[0] == 200 and b'"READY"' in _get(server, "/models/model")[1]:
+            return
+        time.sleep(0.25)
+    raise ModelServerError(f"no READY model behind {server.url}/ping after {timeout:.0f} s")
+
+
+def _get(server: ModelServer, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=2)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return 0, b""
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spotlight-sagemaker-serve [serve]``: serve like a SageMaker container (0.0.0.0:8080)."""
+    base = os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")
+    parser = argparse.ArgumentParser(prog="spotlight-sagemaker-serve", description=main.__doc__)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve"],
+        help="SageMaker starts serving containers with the argument 'serve'",
+    )
+    parser.add_argument("--model-dir", default=os.path.join(base, "model"))
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "0")) or None,
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=float(os.environ.get("SAGEMAKER_STARTUP_TIMEOUT", "600")),
+    )
+    args = parser.parse_args(argv)
+    try:
+        server = start_model_server(
+            args.model_dir,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            startup_timeout=args.startup_timeout,
+            foreground_log=True,
+        )
+    except (ModelServerError, ValueError) as e:
+        print(f"spotlight-sagemaker-serve: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"spotlight-sagemaker-serve: serving {args.model_dir} on {server.url} (pid {server.pid})",
+        flush=True,
+    )
+
+    def _stop(signum: int, frame: object) -> None:
+        server.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    code = server._proc.wait()
+    server.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
