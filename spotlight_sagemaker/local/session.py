@@ -1,0 +1,128 @@
+"""``EmbeddedLocalSession``: the SDK's ``LocalSession`` without Docker and without AWS.
+
+The SDK's local mode runs the AWS images with Docker Compose and still calls AWS (STS, IAM, S3)
+on the way. This session keeps the SDK's local-mode code paths (``local_mode=True``,
+``local.local_code=True``: code is read from the staged folder, never uploaded) and swaps the
+clients for :class:`~spotlight_sagemaker.local.client.EmbeddedSagemakerClient` and
+:class:`~spotlight_sagemaker.local.client.EmbeddedRuntimeClient`, which run jobs and endpoints
+on this machine. No AWS credentials are read; SDK telemetry is off (nothing leaves the machine).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import boto3
+from sagemaker.config import load_sagemaker_config, validate_sagemaker_config
+from sagemaker.local import LocalSession
+from sagemaker.session import _check_job_status
+
+from .client import EmbeddedRuntimeClient, EmbeddedSagemakerClient
+from .paths import LOCAL_BUCKET, default_root
+
+LOCAL_ROLE = "arn:aws:iam::000000000000:role/spotlight-local"
+DEFAULT_REGION = "us-east-1"
+
+
+class EmbeddedLocalSession(LocalSession):
+    """A ``sagemaker.local.LocalSession`` whose jobs and endpoints run in-process tools.
+
+    Example:
+        >>> session = EmbeddedLocalSession(root="./spotlight-local")
+        >>> est = SpotlightEstimator(instance_type="local", sagemaker_session=session)
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        region: str | None = None,
+        sagemaker_config: dict[str, Any] | None = None,
+    ) -> None:
+        """Create the session.
+
+        Args:
+            root: where outputs go by default and what ``s3://spotlight-local/`` means
+                (default ``$SPOTLIGHT_LOCAL_DIR`` or ``./spotlight-local``).
+            region: the region whose image URIs the SDK computes (default
+                ``$AWS_DEFAULT_REGION``/``$AWS_REGION``, else us-east-1); nothing calls AWS.
+            sagemaker_config: SDK defaults config (default: the SDK's config files), with
+                telemetry turned off.
+        """
+        self.local_root = Path(root).expanduser().resolve() if root else default_root()
+        region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        super().__init__(
+            boto_session=boto3.Session(region_name=region or DEFAULT_REGION),
+            default_bucket=LOCAL_BUCKET,
+            sagemaker_config=sagemaker_config,
+        )
+
+    def _initialize(
+        self,
+        boto_session: Any,
+        sagemaker_client: Any,
+        sagemaker_runtime_client: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Set up the local clients; unlike the SDK's, touches no AWS service."""
+        self.boto_session = boto_session
+        self._region_name = boto_session.region_name
+        self.sagemaker_client = EmbeddedSagemakerClient(self)
+        self.sagemaker_runtime_client = EmbeddedRuntimeClient(self.sagemaker_client)
+        self.local_mode = True
+        self.s3_resource = None
+        self.s3_client = None
+        config = kwargs.get("sagemaker_config")
+        if config:
+            validate_sagemaker_config(config)
+        else:
+            config = load_sagemaker_config() or {}
+        self.sagemaker_config = _telemetry_off(config)
+        self._default_bucket_name_override = LOCAL_BUCKET
+        self.config = {"local": {"local_code": True}}
+
+    def default_bucket(self) -> str:
+        """``spotlight-local``: the name under which the SDK's defaults reach ``local_root``."""
+        self._default_bucket = LOCAL_BUCKET
+        return LOCAL_BUCKET
+
+    def expand_role(self, role: str | None) -> str:
+        """The role as given (nothing reads it locally), or a placeholder ARN."""
+        return role or LOCAL_ROLE
+
+    def account_id(self) -> str:
+        """A placeholder account id (no STS call)."""
+        return "000000000000"
+
+    def logs_for_job(
+        self,
+        job_name: str,
+        wait: bool = False,
+        poll: int = 5,
+        log_type: str = "All",
+        timeout: int | None = None,
+    ) -> None:
+        """The log was streamed while the job ran; with ``wait``, raise if the job failed."""
+        if wait:
+            desc = self.sagemaker_client.describe_training_job(TrainingJobName=job_name)
+            _check_job_status(job_name, desc, "TrainingJobStatus")
+
+    def logs_for_transform_job(self, job_name: str, wait: bool = False, poll: int = 10) -> None:
+        """As :meth:`logs_for_job`, for transform jobs (the SDK's would call CloudWatch)."""
+        if wait:
+            desc = self.sagemaker_client.describe_transform_job(TransformJobName=job_name)
+            _check_job_status(job_name, desc, "TransformJobStatus")
+
+
+def _telemetry_off(config: dict[str, Any]) -> dict[str, Any]:
+    config = dict(config)
+    sagemaker = dict(config.get("SageMaker") or {})
+    python_sdk = dict(sagemaker.get("PythonSDK") or {})
+    modules = dict(python_sdk.get("Modules") or {})
+    modules["TelemetryOptOut"] = True
+    python_sdk["Modules"] = modules
+    sagemaker["PythonSDK"] = python_sdk
+    config["SageMaker"] = sagemaker
+    config.setdefault("SchemaVersion", "1.0")
+    return config
