@@ -1,0 +1,268 @@
+"""entry_points/train.py under the real sagemaker-training toolkit, as the PyTorch DLC runs it.
+
+Each test builds a temporary /opt/ml tree (hyperparameters.json with JSON-encoded values as the
+SDK sends them, inputdataconfig.json, resourceconfig.json, channel files, and a sourcedir.tar.gz
+with train.py and the spotlight_sagemaker package as the SDK uploads it), points
+SAGEMAKER_BASE_DIR at it and runs the toolkit's ``train`` command in a subprocess. The PyTorch
+DLC sets SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main, whose main calls
+``entry_point.run(..., capture_error=True)``; that package is not installable here, so
+:func:`dlc_pytorch_training_main` below makes the same call and the tests select it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from spotlight_sagemaker.core import ImplicitFactorizationModel
+from spotlight_sagemaker.metrics import METRIC_DEFINITIONS, parse_metric_lines
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN_COMMAND = Path(sys.executable).with_name("train")  # sagemaker-training's console script
+EPOCH_LINE = re.compile(r"^epoch=(\d+) loss=\S+ seconds=\S+ throughput=\S+$", re.M)
+
+
+def dlc_pytorch_training_main() -> None:
+    """What sagemaker_pytorch_container.training:main does for a single-host job."""
+    from sagemaker_training import entry_point, environment, runner
+
+    env = environment.Environment()
+    entry_point.run(
+        uri=env.module_dir,
+        user_entry_point=env.user_entry_point,
+        args=env.to_cmd_args(),
+        env_vars=env.to_env_vars(),
+        capture_error=True,
+        runner_type=runner.ProcessRunnerType,
+    )
+
+
+@pytest.fixture(scope="module")
+def sourcedir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sourcedir.tar.gz as the SDK uploads it: train.py and the package at the archive root."""
+    out = tmp_path_factory.mktemp("sdk") / "sourcedir.tar.gz"
+    skip = ("__pycache__", "_entry_points")
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(REPO / "entry_points" / "train.py", arcname="train.py")
+        tar.add(
+            REPO / "spotlight_sagemaker",
+            arcname="spotlight_sagemaker",
+            filter=lambda ti: None if any(s in ti.name.split("/") for s in skip) else ti,
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def seed_rows(ml100k_csv: Path) -> list[str]:
+    """The seed file's header and first 20,000 rows."""
+    with open(ml100k_csv, encoding="utf-8") as fh:
+        return [next(fh) for _ in range(20_001)]
+
+
+def make_opt_ml(
+    base: Path, sourcedir: Path, hyperparameters: dict, channels: dict[str, dict[str, str]]
+) -> Path:
+    """A SageMaker /opt/ml tree under ``base``; channel name -> {file name: text}."""
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    hps = {
+        **hyperparameters,
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": str(sourcedir),
+        "sagemaker_container_log_level": 20,
+        "sagemaker_job_name": "spotlight-test-job",
+        "sagemaker_region": "us-east-1",
+    }
+    (config / "hyperparameters.json").write_text(
+        json.dumps({k: json.dumps(v) for k, v in hps.items()})
+    )
+    channel_config = {
+        "TrainingInputMode": "File",
+        "S3DistributionType": "FullyReplicated",
+        "RecordWrapperType": "None",
+        "ContentType": "text/csv",
+    }
+    (config / "inputdataconfig.json").write_text(json.dumps({c: channel_config for c in channels}))
+    (config / "resourceconfig.json").write_text(
+        json.dumps(
+            {
+                "current_host": "algo-1",
+                "hosts": ["algo-1"],
+                "current_instance_type": "ml.m5.xlarge",
+                "current_group_name": "homogeneousCluster",
+                "network_interface_name": "eth0",
+            }
+        )
+    )
+    for name, files in channels.items():
+        folder = base / "input" / "data" / name
+        folder.mkdir(parents=True)
+        for file_name, text in files.items():
+            (folder / file_name).write_text(text)
+    (base / "code").mkdir()
+    return base
+
+
+def toolkit_env(base: Path, dlc: bool = True) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "PYTHONPATH"))
+    }
+    env.update(
+        SAGEMAKER_BASE_DIR=str(base),
+        SM_STUDIO_LOCAL_MODE="true",
+        PYTHONUNBUFFERED="1",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    if dlc:
+        env.update(
+            PYTHONPATH=str(Path(__file__).parent),
+            SAGEMAKER_TRAINING_MODULE=f"{Path(__file__).stem}:dlc_pytorch_training_main",
+        )
+    return env
+
+
+def run_toolkit(base: Path, dlc: bool = True) -> subprocess.CompletedProcess:
+    assert TRAIN_COMMAND.is_file(), f"sagemaker-training's train command not at {TRAIN_COMMAND}"
+    return subprocess.run(
+        [str(TRAIN_COMMAND)],
+        env=toolkit_env(base, dlc),
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def artifact_files(model_dir: Path) -> list[str]:
+    return sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
+
+
+@pytest.mark.slow
+def test_trains_under_the_toolkit_like_the_dlc(tmp_path, sourcedir, seed_rows):
+    base = make_opt_ml(
+        tmp_path / "opt_ml",
+        sourcedir,
+        {
+            "n_iter": 3,
+            "embedding_dim": 16,
+            "random_state": None,
+            "learning_rate": "0.01",
+            "_tuning_objective_metric": "validation:ndcg@10",
+            "experiment_tag": "a b",
+        },
+        {"training": {"part-0.csv": "".join(seed_rows)}},
+    )
+    proc = run_toolkit(base)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert not (base / "output" / "failure").exists()
+    assert (base / "output" / "success").exists()  # written by the toolkit
+    assert (base / "code" / "train.py").is_file()  # extracted from sourcedir.tar.gz
+
+    assert artifact_files(base / "model") == ["spotlight-model.json", "spotlight-model.npz"]
+    model = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert model.epochs_trained == 3
+    assert model.hyperparameters["learning_rate"] == 0.01
+    assert model.hyperparameters["random_state"] is None and model.seed is not None
+    assert set(model.metrics["validation"]) >= {"ndcg@10", "precision@10", "mrr", "coverage@10"}
+
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert metrics["epochs_trained"] == 3 and len(metrics["history"]) == 3
+    # the toolkit keeps _tuning_objective_metric to itself; other extras reach train.py
+    assert metrics["ignored_arguments"] == ["experiment_tag"]
+    assert metrics["data"]["training_channel_rows"] == 20_000
+    assert metrics["data"]["training_rows"] == 18_000
+    assert metrics["data"]["validation_rows_read"] == 2_000
+    assert metrics["validation"] == model.metrics["validation"]
+
+    assert [int(e) for e in EPOCH_LINE.findall(proc.stdout)] == [1, 2, 3]
+    parsed = parse_metric_lines(proc.stdout.splitlines())
+    assert set(parsed) == {d["Name"] for d in METRIC_DEFINITIONS}
+    assert parsed["train:loss"] == pytest.approx([h["loss"] for h in metrics["history"]], abs=1e-6)
+    assert parsed["validation:ndcg@10"] == [
+        pytest.approx(metrics["validation"]["ndcg@10"], abs=1e-6)
+    ]
+
+
+@pytest.mark.slow
+def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, sourcedir):
+    base = make_opt_ml(
+        tmp_path / "opt_ml",
+        sourcedir,
+        {"n_iter": 2},
+        {"training": {"data.csv": "user,item\n1,2\n3,4\n"}},
+    )
+    proc = run_toolkit(base, dlc=False)  # the toolkit's own runner (no framework module)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failure = (base / "output" / "failure").read_text()
+    assert "missing column" in failure and "'user_id'" in failure and "data.csv" in failure
+    assert failure.count("\n") == 1  # one line; the toolkit does not overwrite it
+    assert artifact_files(base / "model") == []
+    assert not (base / "output" / "success").exists()
+
+
+@pytest.mark.slow
+def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed_rows):
+    n_iter = 8
+    base = make_opt_ml(
+        tmp_path / "opt_ml",
+        sourcedir,
+        {"n_iter": n_iter, "embedding_dim": 16, "random_state": 7},
+        {"training": {"data.csv": "".join(seed_rows[:10_001])}},
+    )
+    checkpoints = base / "checkpoints"
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(TRAIN_COMMAND)],
+        env=toolkit_env(base),
+        cwd=base,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not (checkpoints / "epoch-000002").is_dir():
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "no checkpoint after 180 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the instance goes away: toolkit and train.py
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert artifact_files(base / "model") == []  # killed before the end
+    done = max(int(p.name.split("-")[1]) for p in checkpoints.glob("epoch-*"))
+    assert 2 <= done < n_iter
+
+    # A new instance: fresh code/, model/, output/; SageMaker restores /opt/ml/checkpoints.
+    for name in ("code", "model", "output"):
+        subprocess.run(["rm", "-rf", str(base / name)], check=True)
+    (base / "code").mkdir()
+    proc = run_toolkit(base)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        f"resuming from checkpoint {checkpoints / f'epoch-{done:06d}'} at epoch {done}"
+        in proc.stdout
+    )
+    assert [int(e) for e in EPOCH_LINE.findall(proc.stdout)] == list(range(done + 1, n_iter + 1))
+    model = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert model.epochs_trained == n_iter
+    assert [h.epoch for h in model.history] == list(range(1, n_iter + 1))
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == done and metrics["epochs_trained"] == n_iter
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        f"epoch-{n_iter - 1:06d}",
+        f"epoch-{n_iter:06d}",
+    ]

@@ -1,0 +1,387 @@
+"""The training adapter in-process: environment, hyperparameters, data, errors, checkpoints.
+
+Each test runs ``spotlight_sagemaker.training.main(argv, environ)`` on a temporary /opt/ml tree
+(SAGEMAKER_BASE_DIR) with real CSV files, and checks the exit code, the failure file, the model
+folder and metrics.json. The toolkit-level runs are in test_train_entry_point.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spotlight_sagemaker.core import ImplicitFactorizationModel, Interactions
+from spotlight_sagemaker.metrics import parse_metric_lines
+from spotlight_sagemaker.training import (
+    EXIT_INTERNAL_ERROR,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    TrainingEnv,
+    main,
+)
+from spotlight_sagemaker.training_args import OPTIONS, UserError, parse_hyperparameters
+
+FAST = ["--embedding_dim", "8", "--n_iter", "2", "--random_state", "3"]
+
+
+@pytest.fixture(scope="module")
+def small_csv(ml100k_csv: Path) -> str:
+    """Header + the seed file's first 5,000 rows."""
+    with open(ml100k_csv, encoding="utf-8") as fh:
+        return "".join(next(fh) for _ in range(5_001))
+
+
+def opt_ml(tmp_path: Path, channels: dict[str, dict[str, str]]) -> Path:
+    base = tmp_path / "opt_ml"
+    for name, files in channels.items():
+        folder = base / "input" / "data" / name
+        folder.mkdir(parents=True)
+        for file_name, text in files.items():
+            (folder / file_name).write_text(text)
+    return base
+
+
+def environ(base: Path, channels: tuple[str, ...] = ("training",)) -> dict[str, str]:
+    """The variables the toolkit sets (SM_CHANNELS and one SM_CHANNEL_<NAME> each)."""
+    env = {
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SM_CHANNELS": json.dumps(list(channels)),
+        "SM_MODEL_DIR": str(base / "model"),
+        "SM_OUTPUT_DIR": str(base / "output"),
+        "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
+        "SM_NUM_GPUS": "0",
+    }
+    for c in channels:
+        env[f"SM_CHANNEL_{c.upper()}"] = str(base / "input" / "data" / c)
+    return env
+
+
+def model_files(base: Path) -> list[str]:
+    folder = base / "model"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def failure(base: Path) -> str:
+    return (base / "output" / "failure").read_text()
+
+
+# ---------------------------------------------------------------------- user errors
+USER_ERRORS = [
+    # (case, channels, argv, words the failure sentence must contain)
+    (
+        "missing channel",
+        {"train": {"d.csv": "user_id,item_id\n1,2\n"}},
+        [],
+        ["no 'training' channel", "train"],
+    ),
+    ("empty channel", {"training": {}}, [], ["holds no .csv"]),
+    (
+        "wrong columns",
+        {"training": {"d.csv": "user,item\n1,2\n"}},
+        [],
+        ["missing column", "'user_id'", "d.csv"],
+    ),
+    ("non-numeric hyperparameter", None, ["--n_iter", "ten"], ["'n_iter'", "integer", "'ten'"]),
+    ("unknown loss", None, ["--loss", "hinge2"], ["'loss'", "adaptive_hinge", "'hinge2'"]),
+    ("bad preset", None, ["--preset", "fast"], ["'preset'", "spotlight"]),
+    (
+        "validation_fraction out of range",
+        None,
+        ["--validation_fraction", "1"],
+        ["'validation_fraction'", "< 1.0"],
+    ),
+    ("hyperparameter without value", None, ["--n_iter"], ["'n_iter'", "no value"]),
+    (
+        "bad data row",
+        {"training": {"d.csv": "user_id,item_id\n1,2\n3\n"}},
+        [],
+        ["d.csv", "line 3", "expected 2 fields"],
+    ),
+    (
+        "non-numeric weight",
+        {"training": {"d.csv": "user_id,item_id,rating\n1,2,x\n"}},
+        [],
+        ["line 2", "'rating'", "not a number"],
+    ),
+    (
+        "duplicates",
+        {"training": {"d.csv": "user_id,item_id\n1,2\n1,2\n3,4\n5,6\n"}},
+        [],
+        ["duplicate interaction", "duplicates="],
+    ),
+    (
+        "too little data for a hold-out",
+        {"training": {"d.csv": "user_id,item_id\n1,2\n"}},
+        [],
+        ["validation_fraction", "empty"],
+    ),
+    (
+        "empty validation channel",
+        {
+            "training": {"d.csv": "user_id,item_id\n1,2\n"},
+            "validation": {"v.csv": "user_id,item_id\n"},
+        },
+        [],
+        ["v.csv", "no rows"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case,channels,argv,words", USER_ERRORS, ids=[c[0] for c in USER_ERRORS])
+def test_user_error_writes_one_sentence_and_exits_1(
+    tmp_path, small_csv, capsys, case, channels, argv, words
+):
+    channels = channels or {"training": {"d.csv": small_csv}}
+    base = opt_ml(tmp_path, channels)
+    rc = main(FAST + argv, environ(base, tuple(channels)))
+    assert rc == EXIT_USER_ERROR
+    text = failure(base)
+    assert text.endswith("\n") and text.count("\n") == 1 and len(text) <= 1025
+    for word in words:
+        assert word in text, (word, text)
+    assert model_files(base) == []
+    assert "training failed (user error)" in capsys.readouterr().out
+
+
+def test_missing_channel_folder_is_a_user_error(tmp_path):
+    base = opt_ml(tmp_path, {})
+    env = environ(base)  # SM_CHANNEL_TRAINING names a folder that does not exist
+    assert main(FAST, env) == EXIT_USER_ERROR
+    assert "no such file or folder" in failure(base)
+    assert str(base / "input" / "data" / "training") in failure(base)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_is_a_user_error(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"d.csv": small_csv}})
+    assert main(FAST + ["--device", "cuda"], environ(base)) == EXIT_USER_ERROR
+    assert "no CUDA device" in failure(base)
+
+
+def test_internal_error_exits_2_and_says_so(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"d.csv": small_csv}})
+    base.joinpath("model").write_text("a file where the model folder should be")
+    rc = main(FAST + ["--checkpoint_dir", "none"], environ(base))
+    assert rc == EXIT_INTERNAL_ERROR
+    assert failure(base).startswith("Internal error in train.py: FileExistsError")
+    assert "traceback" in failure(base)
+
+
+# ---------------------------------------------------------------------- happy paths
+def test_trains_with_holdout_and_prints_metric_lines(tmp_path, small_csv, capsys):
+    base = opt_ml(tmp_path, {"training": {"a.csv": small_csv}})
+    rc = main(FAST + ["--n_iter", "3", "--eval_every", "2", "--extra_thing", "1"], environ(base))
+    out = capsys.readouterr().out
+    assert rc == EXIT_OK, out
+    assert not (base / "output" / "failure").exists()
+    parsed = parse_metric_lines(out.splitlines())
+    assert len(parsed["train:loss"]) == 3 and len(parsed["train:throughput"]) == 3
+    assert len(parsed["validation:ndcg@10"]) == 2  # epoch 2 (eval_every) and the final one
+    assert "epoch=2 validation:ndcg@10=" in out
+
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    model = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert model.epochs_trained == metrics["epochs_trained"] == 3
+    assert model.metrics["validation"] == metrics["validation"]
+    assert parsed["validation:ndcg@10"][-1] == pytest.approx(
+        metrics["validation"]["ndcg@10"], abs=1e-6
+    )
+    assert [v["epoch"] for v in metrics["validation_history"]] == [2]
+    assert metrics["ignored_arguments"] == ["extra_thing"]
+    data = metrics["data"]
+    assert data["training_channel_rows"] == 5_000
+    assert data["training_rows"] == 4_500 and data["validation_rows_read"] == 500
+    assert data["validation_rows"] + data["validation_rows_dropped"] == 500
+    # the vocabulary is the training part's: no id without training rows gets an embedding
+    train_counts = np.bincount(np.repeat(np.arange(model.num_users), np.diff(model.seen[0])))
+    assert (train_counts > 0).all() and model.num_users == data["training_users"]
+
+
+def test_validation_channel_rows_with_unknown_ids_are_dropped_and_counted(tmp_path, small_csv):
+    rows = small_csv.splitlines()
+    known_user, known_item = rows[1].split(",")
+    validation = (
+        "\n".join(
+            [
+                "user_id,item_id",
+                rows[2],
+                rows[3],
+                f"{known_user},no-such-item",
+                f"no-such-user,{known_item}",
+                "ghost,phantom",
+            ]
+        )
+        + "\n"
+    )
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}, "validation": {"v.csv": validation}})
+    assert main(FAST, environ(base, ("training", "validation"))) == EXIT_OK
+    data = json.loads((base / "output" / "data" / "metrics.json").read_text())["data"]
+    assert data["validation_source"] == "channel"
+    assert data["training_rows"] == 5_000  # no hold-out with a validation channel
+    assert data["validation_rows_read"] == 5 and data["validation_rows"] == 2
+    assert data["validation_rows_dropped"] == 3
+    assert data["validation_unknown_users"] == 2 and data["validation_unknown_items"] == 2
+    assert data["validation_rows_also_in_training"] == 2
+
+
+def test_validation_fraction_zero_trains_on_every_row(tmp_path, small_csv, capsys):
+    base = opt_ml(tmp_path, {"training": {"t.csv.gz": ""}})
+    import gzip
+
+    (base / "input" / "data" / "training" / "t.csv.gz").write_bytes(
+        gzip.compress(small_csv.encode())
+    )
+    assert main(FAST + ["--validation_fraction", "0"], environ(base)) == EXIT_OK
+    assert "validation:" not in capsys.readouterr().out
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert metrics["validation"] is None and metrics["data"]["training_rows"] == 5_000
+
+
+def test_duplicates_sum_merges_repeated_rows(tmp_path, small_csv):
+    rows = small_csv.splitlines()
+    base = opt_ml(tmp_path, {"training": {"t.csv": "\n".join(rows + rows[1:101]) + "\n"}})
+    assert main(FAST + ["--duplicates", "sum"], environ(base)) == EXIT_OK
+    data = json.loads((base / "output" / "data" / "metrics.json").read_text())["data"]
+    assert data["training_channel_rows"] == 5_000
+
+
+def test_spotlight_preset_and_hyperparameter_override(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    argv = ["--preset", "spotlight", "--n_iter", "1", "--embedding_dim", "4"]
+    assert main(argv, environ(base)) == EXIT_OK
+    model = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert model.hyperparameters["loss"] == "pointwise"  # Spotlight's default
+    assert model.hyperparameters["embedding_dim"] == 4 and model.num_items > 0
+
+
+# ---------------------------------------------------------------------- checkpoints
+def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path, small_csv):
+    """2 epochs, then the same job with n_iter=4 resumes: bitwise equal to 4 epochs at once."""
+    straight = opt_ml(tmp_path / "a", {"training": {"t.csv": small_csv}})
+    resumed = opt_ml(tmp_path / "b", {"training": {"t.csv": small_csv}})
+    args = ["--embedding_dim", "8", "--random_state", "5"]
+    assert main(args + ["--n_iter", "4"], environ(straight)) == EXIT_OK
+    assert main(args + ["--n_iter", "2"], environ(resumed)) == EXIT_OK
+    assert main(args + ["--n_iter", "4"], environ(resumed)) == EXIT_OK
+    a = ImplicitFactorizationModel.load(straight / "model", device="cpu")
+    b = ImplicitFactorizationModel.load(resumed / "model", device="cpu")
+    assert a.epochs_trained == b.epochs_trained == 4
+    for name in ("user_embeddings", "item_embeddings", "user_biases", "item_biases"):
+        assert torch.equal(getattr(a._net, name), getattr(b._net, name)), name
+    assert json.loads((resumed / "output/data/metrics.json").read_text())["resumed_from_epoch"] == 2
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(FAST, environ(base)) == EXIT_OK
+    (base / "model" / "spotlight-model.json").unlink()
+    (base / "model" / "spotlight-model.npz").unlink()
+    assert main(FAST + ["--learning_rate", "0.1"], environ(base)) == EXIT_USER_ERROR
+    assert "hyperparameter learning_rate was 0.005 there and is 0.1 now" in failure(base)
+    assert "resume=never" in failure(base)
+    assert model_files(base) == []
+    (base / "output" / "failure").unlink()
+    assert main(FAST + ["--learning_rate", "0.1", "--resume", "never"], environ(base)) == EXIT_OK
+    ckpt = ImplicitFactorizationModel.load(base / "checkpoints" / "epoch-000002", device="cpu")
+    assert ckpt.hyperparameters["learning_rate"] == 0.1
+
+
+def test_checkpoint_of_other_data_is_refused(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(FAST, environ(base)) == EXIT_OK
+    rows = small_csv.splitlines()
+    (base / "input/data/training/t.csv").write_text("\n".join(rows[:-1]) + "\n")
+    assert main(FAST, environ(base)) == EXIT_USER_ERROR
+    assert "trained on other data" in failure(base)
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path, small_csv, capsys):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(FAST + ["--n_iter", "3", "--validation_fraction", "0"], environ(base)) == EXIT_OK
+    newest = base / "checkpoints" / "epoch-000003" / "spotlight-model.npz"
+    newest.write_bytes(newest.read_bytes()[:100])  # an upload cut short
+    assert main(FAST + ["--n_iter", "4", "--validation_fraction", "0"], environ(base)) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "cannot be loaded" in out and "resuming from checkpoint" in out
+    assert "at epoch 2 of 4" in out
+    assert ImplicitFactorizationModel.load(base / "model").epochs_trained == 4
+
+
+def test_checkpoints_can_be_disabled(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(FAST + ["--checkpoint_dir", "none"], environ(base)) == EXIT_OK
+    assert not (base / "checkpoints").exists()
+    custom = tmp_path / "elsewhere"
+    assert main(FAST + ["--checkpoint_dir", str(custom)], environ(base)) == EXIT_OK
+    assert sorted(p.name for p in custom.iterdir()) == ["epoch-000001", "epoch-000002"]
+
+
+# ---------------------------------------------------------------------- pure parts
+def test_hyperparameters_as_the_toolkit_passes_them(tmp_path):
+    argv = [
+        "--batch_size",
+        "512",
+        "--learning-rate=0.02",
+        "--random_state",
+        "",
+        "--use_weights",
+        "True",
+        "--validation_fraction",
+        "0.25",
+        "stray",
+        "--x",
+        "1",
+    ]
+    model, opts, ignored = parse_hyperparameters(argv, tmp_path)
+    assert model == {
+        "batch_size": 512,
+        "learning_rate": 0.02,
+        "random_state": None,
+        "use_weights": True,
+    }
+    assert opts["validation_fraction"] == 0.25 and opts["duplicates"] == "error"
+    assert opts["checkpoint_dir"] == tmp_path / "checkpoints"
+    assert ignored == ["stray", "x"]
+    assert set(opts) == set(OPTIONS)
+    with pytest.raises(UserError, match="'batch_size'"):
+        parse_hyperparameters(["--batch_size", "1.5"], tmp_path)
+    with pytest.raises(UserError, match="'eval_every'"):
+        parse_hyperparameters(["--eval_every", "-1"], tmp_path)
+
+
+def test_environment_defaults_and_overrides(tmp_path):
+    env = TrainingEnv.from_environ({})
+    assert env.model_dir == Path("/opt/ml/model") and env.output_dir == Path("/opt/ml/output")
+    assert env.output_data_dir == Path("/opt/ml/output/data") and env.num_gpus == 0
+    (tmp_path / "input" / "data" / "training").mkdir(parents=True)
+    env = TrainingEnv.from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path), "SM_NUM_GPUS": "4"})
+    assert env.channels == {"training": tmp_path / "input" / "data" / "training"}
+    assert env.model_dir == tmp_path / "model" and env.num_gpus == 4
+    env = TrainingEnv.from_environ(
+        {
+            "SM_CHANNELS": '["training","validation"]',
+            "SM_CHANNEL_TRAINING": "/data/t",
+            "SM_MODEL_DIR": "/m",
+        }
+    )
+    assert env.channels == {
+        "training": Path("/data/t"),
+        "validation": Path("/opt/ml/input/data/validation"),
+    }
+    assert env.model_dir == Path("/m")
+
+
+def test_holdout_is_reproducible_and_the_vocabulary_is_the_training_parts(tmp_path, small_csv):
+    """The same validation_seed holds out the same rows; held-out-only ids get no embedding."""
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(FAST + ["--checkpoint_dir", "none"], environ(base)) == EXIT_OK
+    first = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert main(FAST + ["--checkpoint_dir", "none"], environ(base)) == EXIT_OK
+    second = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert first.user_map == second.user_map and first.item_map == second.item_map
+    full = Interactions.from_csv(base / "input" / "data" / "training")
+    assert len(first.item_map) < len(full.item_map)  # some items only in the held-out rows
