@@ -385,3 +385,14 @@ def test_holdout_is_reproducible_and_the_vocabulary_is_the_training_parts(tmp_pa
     assert first.user_map == second.user_map and first.item_map == second.item_map
     full = Interactions.from_csv(base / "input" / "data" / "training")
     assert len(first.item_map) < len(full.item_map)  # some items only in the held-out rows
+
+
+def test_docs_list_every_hyperparameter_and_metric():
+    from spotlight_sagemaker.core import PARAMS
+    from spotlight_sagemaker.metrics import METRIC_DEFINITIONS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
+    for name in [*PARAMS, *OPTIONS]:
+        assert f"| `{name}` |" in doc, name
+    for d in METRIC_DEFINITIONS:
+        assert d["Name"] in doc, d["Name"]
