@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -207,6 +208,14 @@ def _model_to_train(fresh: ImplicitFactorizationModel, train, opts: dict[str, An
     if folder is None:
         logger.info("checkpoints disabled (checkpoint_dir=none)")
         return fresh, state, None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # writable?
+    except OSError as exc:
+        raise UserError(
+            f"checkpoint_dir {folder} cannot be created ({exc.strerror or exc}); pass a "
+            "writable folder or checkpoint_dir=none"
+        ) from None
     if opts["resume"] == "never":
         n = discard_checkpoints(folder)
         logger.info("resume=never: discarded %d checkpoints in %s", n, folder)

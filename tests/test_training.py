@@ -396,3 +396,36 @@ def test_docs_list_every_hyperparameter_and_metric():
         assert f"| `{name}` |" in doc, name
     for d in METRIC_DEFINITIONS:
         assert d["Name"] in doc, d["Name"]
+
+
+def test_unwritable_checkpoint_dir_is_a_user_error(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(FAST + ["--checkpoint_dir", str(blocker / "ckpt")], environ(base)) == 1
+    assert f"checkpoint_dir {blocker / 'ckpt'} cannot be created" in failure(base)
+
+
+def test_killed_after_the_last_checkpoint_finishes_without_training(tmp_path, small_csv, capsys):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(FAST, environ(base)) == EXIT_OK
+    for f in (base / "model").iterdir():  # as if killed between the last epoch and the save
+        f.unlink()
+    capsys.readouterr()
+    assert main(FAST, environ(base)) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "at epoch 2 of 2" in out and "loss=" not in out  # no epoch trained
+    assert "validation:ndcg@10=" in out
+    assert ImplicitFactorizationModel.load(base / "model").epochs_trained == 2
+
+
+def test_the_adapter_imports_neither_the_sdk_nor_boto3():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, spotlight_sagemaker.training, spotlight_sagemaker.metrics\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'boto3', 'botocore')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
