@@ -166,29 +166,13 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
         "validation_history": state["validation_history"],
         "data": data.counts,
     }
-    summary = {
-        "status": "completed",
-        "package_version": __version__,
-        "torch_version": torch.__version__,
-        "device": str(model.device),
-        "preset": opts["preset"],
-        "hyperparameters": model.hyperparameters,
-        "seed": model.seed,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()},
-        "ignored_arguments": ignored,
-        "data": data.counts,
-        "epochs_trained": model.epochs_trained,
-        "resumed_from_epoch": resumed_from,
-        "history": [s.__dict__ for s in model.history],
-        "validation": final,
-        "validation_history": state["validation_history"],
-        "timings": {
-            "load_data_seconds": load_seconds,
-            "train_seconds": train_seconds,
-            "evaluate_seconds": evaluate_seconds,
-            "total_seconds": time.perf_counter() - started,
-        },
+    timings = {
+        "load_data_seconds": load_seconds,
+        "train_seconds": train_seconds,
+        "evaluate_seconds": evaluate_seconds,
+        "total_seconds": time.perf_counter() - started,
     }
+    summary = _summary(model, opts, ignored, data.counts, resumed_from, timings)
     _write_json_atomic(env.output_data_dir / "metrics.json", summary)
     model.save(env.model_dir)  # last: a model folder only ever holds a finished model
     logger.info(
@@ -198,6 +182,35 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
         env.output_data_dir / "metrics.json",
     )
     return summary
+
+
+def _summary(
+    model: ImplicitFactorizationModel,
+    opts: dict[str, Any],
+    ignored: list[str],
+    counts: dict[str, Any],
+    resumed_from: int | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """What metrics.json holds (docs/training.md lists the keys)."""
+    return {
+        "status": "completed",
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "device": str(model.device),
+        "preset": opts["preset"],
+        "hyperparameters": model.hyperparameters,
+        "seed": model.seed,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()},
+        "ignored_arguments": ignored,
+        "data": counts,
+        "epochs_trained": model.epochs_trained,
+        "resumed_from_epoch": resumed_from,
+        "history": [s.__dict__ for s in model.history],
+        "validation": model.metrics["validation"],
+        "validation_history": model.metrics["validation_history"],
+        "timings": timings,
+    }
 
 
 def _model_to_train(fresh: ImplicitFactorizationModel, train, opts: dict[str, Any]):
