@@ -67,6 +67,11 @@ class ServedModel:
         self.unknown = {False: unknown_user, True: unknown_item}
         self.vocab = codec.ItemVocab(model.item_map.ids)
         self.popular = model.popular_items(model.num_items)
+        indptr = model.seen[0] if model.seen is not None else np.zeros(model.num_users + 1)
+        self.seen_counts = np.diff(indptr).astype(np.int64)
+        for name in ("user_embeddings", "item_embeddings", "user_biases", "item_biases"):
+            if not torch.isfinite(getattr(model._net, name)).all():
+                raise ValueError(f"the model artifact holds non-finite {name}; retrain it")
         self.records = 0
         self.unknown_seen = {False: 0, True: 0}
 
@@ -119,6 +124,10 @@ class ServedModel:
                     uniq, inverse = np.unique(idx[sel], return_inverse=True)
                     n = min(int(queries.top_n[rows[sel]].max()), m.num_items)
                     top_i, top_s = m.recommend_indices(uniq, n, exclude)
+                    available = m.num_items - (self.seen_counts[uniq] if exclude else 0)
+                    if ((top_i >= 0).sum(axis=1) < np.minimum(n, available)).any():
+                        # the core drops non-finite scores: never answer short in silence
+                        raise codec.InferenceError("the model produced non-finite scores")
                     items[rows[sel], :n] = top_i[inverse]
                     scores[rows[sel], :n] = top_s[inverse]
         if fallback.any():
@@ -126,9 +135,8 @@ class ServedModel:
             items[fallback, : len(pop_i)] = pop_i
             scores[fallback, : len(pop_i)] = pop_s
         counts = np.minimum((items >= 0).sum(axis=1), queries.top_n)
-        valid = np.arange(k)[None, :] < counts[:, None]
-        if not np.isfinite(scores[valid]).all():
-            raise codec.InferenceError("the model produced non-finite scores; retrain it")
+        if not np.isfinite(scores[np.arange(k)[None, :] < counts[:, None]]).all():
+            raise codec.InferenceError("the model produced non-finite scores")
         self.records += count
         return codec.Results(queries, items, scores, counts, known, fallback, self.vocab)
 
