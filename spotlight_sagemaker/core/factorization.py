@@ -18,19 +18,17 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from . import losses as L
 from .config import resolve
 from .errors import NotFittedError, UnknownIdError
 from .idmap import IdMap
 from .interactions import Interactions
 from .network import BilinearNet
 from .ranking import mask_seen, top_k
-from .sampling import NegativeSampler
+from .trainer import Trainer
 
 logger = logging.getLogger("spotlight_sagemaker")
 
 UNKNOWN_POLICIES = ("popular", "skip", "error")
-_FULL_SOFTMAX_MAX_CELLS = 1 << 24  # batch x items logits above this switch to sampled softmax
 _SCORE_BLOCK_CELLS = 1 << 23  # users x items scored at once in recommend()
 
 
@@ -189,39 +187,14 @@ class ImplicitFactorizationModel:
     def _train(
         self, data: Interactions, epochs: int, callback: Callable[[EpochStats], None] | None
     ) -> None:
-        hp = self.hyperparameters
-        net, opt, dev = self._net, self._opt, self.device
-        users = torch.from_numpy(data.user_ids).to(dev)
-        items = torch.from_numpy(data.item_ids).to(dev)
-        weights = None
-        if hp["use_weights"] and data.weights is not None:
-            weights = torch.from_numpy(data.weights.astype(np.float32)).to(dev)
-        sampler = NegativeSampler(
-            data.num_items, hp["negative_sampling"], self._gen, dev,
-            data.user_ids, data.item_ids,
-        )
-        loss_fn = self._loss_function(sampler, data.num_items)
-        n, bs = len(data), hp["batch_size"]
-        net.train()
+        trainer = Trainer(self._net, self._opt, data, self.hyperparameters, self._gen, self.device)
+        n = len(data)
         for _ in range(epochs):
             start = time.perf_counter()
-            perm = torch.randperm(n, generator=self._gen, device=dev)
-            total = torch.zeros((), device=dev)
-            for lo in range(0, n, bs):
-                idx = perm[lo : lo + bs]
-                per_example = loss_fn(users[idx], items[idx])
-                if weights is None:
-                    loss = per_example.mean()
-                else:
-                    w = weights[idx]
-                    loss = (per_example * w).sum() / w.sum().clamp_min(1e-12)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach() * len(idx)
+            loss = trainer.epoch()
             secs = time.perf_counter() - start
             self.epochs_trained += 1
-            stats = EpochStats(self.epochs_trained, float(total) / n, secs, n / max(secs, 1e-9))
+            stats = EpochStats(self.epochs_trained, loss, secs, n / max(secs, 1e-9))
             self.history.append(stats)
             logger.info(
                 "epoch %d loss %.6f time %.3fs throughput %.0f interactions/s",
@@ -229,29 +202,6 @@ class ImplicitFactorizationModel:
             )
             if callback is not None:
                 callback(stats)
-        net.eval()
-
-    def _loss_function(self, sampler: NegativeSampler, num_items: int):
-        net, hp = self._net, self.hyperparameters
-        name = hp["loss"]
-        if name in ("pointwise", "bpr", "hinge"):
-            fn = getattr(L, name)
-            return lambda u, i: fn(net(u, i), net(u, sampler.sample(u)))
-        if name == "adaptive_hinge":
-            k = hp["num_negative_samples"]
-            return lambda u, i: L.adaptive_hinge(net(u, i), net(u, sampler.sample(u, k)))
-        full = hp["batch_size"] * num_items <= _FULL_SOFTMAX_MAX_CELLS
-        shared = min(hp["num_negative_samples"], num_items)
-
-        def softmax(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-            if full:
-                return L.softmax(net.score_against(u, None), i)
-            cand = sampler.shared(shared)
-            logits = torch.cat([net(u, i)[:, None], net.score_against(u, cand)], dim=1)
-            logits[:, 1:][cand[None, :] == i[:, None]] = float("-inf")
-            return L.softmax(logits, torch.zeros_like(i))
-
-        return softmax
 
     # ------------------------------------------------------------------ scoring
     def _require(self) -> BilinearNet:

@@ -63,6 +63,14 @@ class IdMap:
         return self._ids.tolist()
 
     @classmethod
+    def range(cls, n: int) -> IdMap:
+        """The ids "0" .. str(n - 1), in that order."""
+        out = cls.__new__(cls)
+        out._ids = np.arange(n).astype(str)
+        out._index = {s: k for k, s in enumerate(out._ids.tolist())}
+        return out
+
+    @classmethod
     def from_list(cls, ids: Sequence[str]) -> IdMap:
         """Rebuild a map in exactly the given order (used when loading an artifact)."""
         out = cls(ids, presorted=True)

@@ -11,7 +11,7 @@ import csv
 import gzip
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,7 @@ class Interactions:
         item_map: IdMap | None = None,
         duplicates: str = "error",
         source: str = "arrays",
+        _locate: Callable[[int], str] | None = None,
     ) -> Interactions:
         """Build from raw ids (any type; compared as strings).
 
@@ -102,7 +103,9 @@ class Interactions:
             duplicates: what to do with a repeated (user, item) pair: ``"error"`` (default),
                 ``"first"`` (keep the first) or ``"sum"`` (keep one, summing weights).
             source: a name for error messages.
+            _locate: maps a row number to a "file, line N" description (used by from_csv).
         """
+        where = _locate or (lambda n: f"row {n}")
         if duplicates not in DUPLICATE_POLICIES:
             raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
         users = _as_id_strings(user_ids, USER_COLUMN, source)
@@ -116,14 +119,41 @@ class Interactions:
         w = _as_numeric(weights, "weight", source, np.float32)
         if w is not None and (not np.all(np.isfinite(w)) or np.any(w < 0)):
             bad = int(np.flatnonzero(~np.isfinite(w) | (w < 0))[0])
-            raise DataError(f"weight must be finite and >= 0 (row {bad})", source=source)
+            raise DataError(f"weight must be finite and >= 0 ({where(bad)})", source=source)
         t = _as_numeric(timestamps, TIMESTAMP_COLUMN, source, np.float64)
         umap = user_map if user_map is not None else IdMap(users)
         imap = item_map if item_map is not None else IdMap(items)
-        uidx = _index(umap, users, USER_COLUMN, source)
-        iidx = _index(imap, items, ITEM_COLUMN, source)
-        uidx, iidx, w, t = _dedupe(uidx, iidx, w, t, imap, duplicates, source, users, items)
+        uidx = _index(umap, users, USER_COLUMN, source, where)
+        iidx = _index(imap, items, ITEM_COLUMN, source, where)
+        uidx, iidx, w, t = _dedupe(uidx, iidx, w, t, imap, duplicates, source, users, items, where)
         return cls(uidx, iidx, umap, imap, w, t)
+
+    @classmethod
+    def from_indices(
+        cls,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        num_users: int | None = None,
+        num_items: int | None = None,
+        weights: np.ndarray | None = None,
+    ) -> Interactions:
+        """Build from integer indices; raw ids are the indices as strings ("0", "1", ...).
+
+        The fast path for large synthetic or pre-indexed data: no string handling per row.
+        Pairs must be unique (not checked, for speed).
+        """
+        u = np.asarray(user_idx, dtype=np.int64)
+        i = np.asarray(item_idx, dtype=np.int64)
+        if u.ndim != 1 or i.shape != u.shape or len(u) == 0:
+            raise DataError("user_idx and item_idx must be non-empty 1-d arrays of equal length")
+        if u.min() < 0 or i.min() < 0:
+            raise DataError("indices must be >= 0")
+        nu = int(u.max()) + 1 if num_users is None else int(num_users)
+        ni = int(i.max()) + 1 if num_items is None else int(num_items)
+        if u.max() >= nu or i.max() >= ni:
+            raise DataError("an index is >= num_users/num_items")
+        w = None if weights is None else np.asarray(weights, dtype=np.float32)
+        return cls(u, i, IdMap.range(nu), IdMap.range(ni), w)
 
     @classmethod
     def from_dataframe(
@@ -167,8 +197,12 @@ class Interactions:
         weights: list[float] = []
         stamps: list[float] = []
         has_w = has_t = None
+        line_of: list[int] = []
+        file_starts: list[int] = []
         for f in files:
-            u, i, w, t = _read_csv_file(f)
+            u, i, lines, w, t = _read_csv_file(f)
+            file_starts.append(len(users))
+            line_of += lines
             if has_w is None:
                 has_w, has_t = w is not None, t is not None
             elif (w is not None) != has_w or (t is not None) != has_t:
@@ -181,12 +215,17 @@ class Interactions:
                 weights += w
             if t is not None:
                 stamps += t
+        def locate(row: int) -> str:
+            f = int(np.searchsorted(file_starts, row, side="right")) - 1
+            return f"{files[f]} line {line_of[row]}"
+
         return cls.from_arrays(
             users,
             items,
             weights if has_w else None,
             stamps if has_t else None,
             source=str(path),
+            _locate=locate,
             **kwargs,
         )
 
@@ -253,7 +292,7 @@ def _float(value: str, source: str, line: int, column: str) -> float:
 
 def _read_csv_file(
     path: Path,
-) -> tuple[list[str], list[str], list[float] | None, list[float] | None]:
+) -> tuple[list[str], list[str], list[int], list[float] | None, list[float] | None]:
     src = str(path)
     try:
         with _open_text(path) as fh:
@@ -275,6 +314,7 @@ def _read_csv_file(
             width = len(cols)
             users: list[str] = []
             items: list[str] = []
+            lines: list[int] = []
             weights: list[float] | None = [] if wi is not None else None
             stamps: list[float] | None = [] if ti is not None else None
             for row in reader:
@@ -294,6 +334,7 @@ def _read_csv_file(
                     )
                 users.append(u)
                 items.append(i)
+                lines.append(reader.line_num)
                 if weights is not None:
                     weights.append(_float(row[wi], src, reader.line_num, cols[wi]))
                 if stamps is not None:
@@ -304,7 +345,7 @@ def _read_csv_file(
         raise DataError(f"cannot be read as CSV: {exc}", source=src) from None
     if not users:
         raise DataError("file has a header but no rows", source=src)
-    return users, items, weights, stamps
+    return users, items, lines, weights, stamps
 
 
 def _as_id_strings(values: Any, column: str, source: str) -> np.ndarray:
@@ -345,16 +386,16 @@ def _as_numeric(values: Any, column: str, source: str, dtype: type) -> np.ndarra
     return arr
 
 
-def _index(idmap: IdMap, raws: np.ndarray, column: str, source: str) -> np.ndarray:
+def _index(idmap: IdMap, raws: np.ndarray, column: str, source: str, where) -> np.ndarray:
     idx = idmap.lookup(raws)
     if (idx < 0).any():
         n = int(np.flatnonzero(idx < 0)[0])
-        raise DataError(f"id {raws[n]!r} is not in the given vocabulary (row {n})",
+        raise DataError(f"id {str(raws[n])!r} is not in the given vocabulary ({where(n)})",
                         source=source, column=column)
     return idx
 
 
-def _dedupe(uidx, iidx, w, t, imap, policy, source, users, items):
+def _dedupe(uidx, iidx, w, t, imap, policy, source, users, items, where):
     key = uidx * max(len(imap), 1) + iidx
     _, first, inverse, counts = np.unique(
         key, return_index=True, return_inverse=True, return_counts=True
@@ -365,9 +406,9 @@ def _dedupe(uidx, iidx, w, t, imap, policy, source, users, items):
         dup_rows = np.flatnonzero(counts[inverse] > 1)
         a, b = dup_rows[0], dup_rows[1:][inverse[dup_rows[1:]] == inverse[dup_rows[0]]][0]
         raise DataError(
-            f"duplicate interaction user_id={users[a]!r}, item_id={items[a]!r} at rows {a} and "
-            f"{b} ({len(key) - len(first)} duplicates in all); pass duplicates='first' or 'sum' "
-            "to merge them",
+            f"duplicate interaction user_id={str(users[a])!r}, item_id={str(items[a])!r} at "
+            f"{where(int(a))} and {where(int(b))} ({len(key) - len(first)} duplicates in all); "
+            "pass duplicates='first' or 'sum' to merge them",
             source=source,
         )
     keep = np.sort(first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -25,9 +26,14 @@ class BilinearNet(nn.Module):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of aligned (user, item) pairs; ``items`` may carry leading extra dims."""
-        u = self.user_embeddings[users]
-        q = self.item_embeddings[items]
-        return (u * q).sum(-1) + self.user_biases[users] + self.item_biases[items]
+        u = F.embedding(users, self.user_embeddings)
+        q = F.embedding(items, self.item_embeddings)
+        bu = F.embedding(users, self.user_biases[:, None]).squeeze(-1)
+        bi = F.embedding(items, self.item_biases[:, None]).squeeze(-1)
+        if q.dim() == u.dim():
+            return (u * q).sum(-1) + bu + bi
+        # items: [k, batch] -> scores [k, batch] without materialising k copies of u
+        return torch.einsum("bd,kbd->kb", u, q) + bu + bi
 
     def score_against(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         """``[len(users), len(items)]`` scores (all items when ``items`` is None)."""

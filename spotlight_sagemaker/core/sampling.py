@@ -12,6 +12,7 @@ import torch
 
 SAMPLERS = ("uniform", "unseen")
 _RESAMPLE_ROUNDS = 8
+_DENSE_MASK_MAX_CELLS = 1 << 25  # users x items up to this use a bitmap (<= 32 MB) for lookups
 
 
 class NegativeSampler:
@@ -33,11 +34,18 @@ class NegativeSampler:
         self.generator = generator
         self.device = device
         self._keys: torch.Tensor | None = None
+        self._dense: torch.Tensor | None = None
         if mode == "unseen":
             if user_ids is None or item_ids is None:
                 raise ValueError("the 'unseen' sampler needs the training interactions")
             keys = np.unique(user_ids.astype(np.int64) * num_items + item_ids.astype(np.int64))
-            self._keys = torch.from_numpy(keys).to(device)
+            cells = (int(user_ids.max()) + 1) * num_items if len(keys) else 0
+            if cells <= _DENSE_MASK_MAX_CELLS:
+                dense = torch.zeros(cells, dtype=torch.bool)
+                dense[torch.from_numpy(keys)] = True
+                self._dense = dense.to(device)
+            else:  # sorted keys: memory linear in the number of interactions
+                self._keys = torch.from_numpy(keys).to(device)
 
     def _draw(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randint(
@@ -48,7 +56,7 @@ class NegativeSampler:
         """Negatives for ``users``: shape ``[batch]`` or ``[per_user, batch]``."""
         shape = (len(users),) if per_user is None else (per_user, len(users))
         items = self._draw(shape)
-        if self._keys is None or len(self._keys) == 0:
+        if self._keys is None and self._dense is None:
             return items
         base = users.to(torch.int64) * self.num_items
         for _ in range(_RESAMPLE_ROUNDS):
@@ -64,5 +72,9 @@ class NegativeSampler:
 
     def _is_positive(self, base: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         keys = base + items
+        if self._dense is not None:
+            return self._dense[keys]
+        if len(self._keys) == 0:
+            return torch.zeros_like(keys, dtype=torch.bool)
         pos = torch.searchsorted(self._keys, keys).clamp_(max=len(self._keys) - 1)
         return self._keys[pos] == keys

@@ -1,0 +1,146 @@
+"""The training loop: minibatches, losses and optimiser steps for one epoch.
+
+Pairwise and pointwise losses (Spotlight's four) iterate over shuffled interactions, one sampled
+negative per positive (``num_negative_samples`` for adaptive_hinge). ``softmax`` scores each
+positive against every item; when users x items is small enough it groups a batch's
+interactions by user, so each user's logits over the catalogue are computed once per step
+(the same objective as per-interaction softmax, at a fraction of the cost); otherwise it uses
+``num_negative_samples`` uniform negatives shared by the batch (sampled softmax).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import losses as L
+from .interactions import Interactions
+from .network import BilinearNet
+from .ranking import seen_coordinates
+from .sampling import NegativeSampler
+
+LossFn = Callable[..., torch.Tensor]
+_GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped full softmax
+_STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
+
+
+class Trainer:
+    """Runs epochs of one model over one set of interactions."""
+
+    def __init__(
+        self,
+        net: BilinearNet,
+        optimizer: torch.optim.Optimizer,
+        data: Interactions,
+        hyperparameters: dict,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        self.net, self.opt, self.hp, self.gen, self.dev = (
+            net, optimizer, hyperparameters, generator, device
+        )
+        self.n = len(data)
+        self.users = torch.from_numpy(data.user_ids).to(device)
+        self.items = torch.from_numpy(data.item_ids).to(device)
+        self.weights = None
+        if hyperparameters["use_weights"] and data.weights is not None:
+            self.weights = torch.from_numpy(data.weights.astype(np.float32)).to(device)
+        self.sampler = NegativeSampler(
+            data.num_items, hyperparameters["negative_sampling"], generator, device,
+            data.user_ids, data.item_ids,
+        )
+        self.grouped = (
+            hyperparameters["loss"] == "softmax"
+            and data.num_users * data.num_items <= _GROUPED_SOFTMAX_MAX_CELLS
+        )
+        if self.grouped:
+            self._prepare_grouped(data)
+
+    # ------------------------------------------------------------------ one epoch
+    def epoch(self) -> float:
+        """Train one epoch; returns the mean per-interaction loss."""
+        self.net.train()
+        total = torch.zeros((), device=self.dev)
+        batches = self._grouped_batches() if self.grouped else self._interaction_batches()
+        for loss_vec, w in batches:
+            if w is None:
+                loss = loss_vec.mean()
+            else:
+                loss = (loss_vec * w).sum() / w.sum().clamp_min(1e-12)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total += loss.detach() * len(loss_vec)
+        self.net.eval()
+        return float(total) / self.n
+
+    # ------------------------------------------------------------------ per interaction
+    def _interaction_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        loss_fn = self._pair_loss()
+        perm = torch.randperm(self.n, generator=self.gen, device=self.dev)
+        bs = self.hp["batch_size"]
+        for lo in range(0, self.n, bs):
+            idx = perm[lo : lo + bs]
+            yield (
+                loss_fn(self.users[idx], self.items[idx]),
+                None if self.weights is None else self.weights[idx],
+            )
+
+    def _pair_loss(self) -> LossFn:
+        net, sampler, name = self.net, self.sampler, self.hp["loss"]
+        if name in ("pointwise", "bpr", "hinge"):
+            fn = getattr(L, name)
+            return lambda u, i: fn(net(u, i), net(u, sampler.sample(u)))
+        if name == "adaptive_hinge":
+            k = self.hp["num_negative_samples"]
+            return lambda u, i: L.adaptive_hinge(net(u, i), net(u, sampler.sample(u, k)))
+        shared = min(self.hp["num_negative_samples"], net.item_biases.shape[0])
+
+        def sampled_softmax(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+            cand = sampler.shared(shared)
+            logits = torch.cat([net(u, i)[:, None], net.score_against(u, cand)], dim=1)
+            logits[:, 1:][cand[None, :] == i[:, None]] = float("-inf")  # accidental hits
+            return L.softmax(logits, torch.zeros_like(i))
+
+        return sampled_softmax
+
+    # ------------------------------------------------------------------ grouped by user
+    def _prepare_grouped(self, data: Interactions) -> None:
+        order = np.lexsort((data.item_ids, data.user_ids))
+        counts = np.bincount(data.user_ids, minlength=data.num_users)
+        self.indptr = np.zeros(data.num_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.indptr[1:])
+        self.row_items = data.item_ids[order].astype(np.int64)
+        self.row_weights = None if self.weights is None else self.weights[torch.from_numpy(order)]
+        self.active = np.flatnonzero(counts > 0)
+        self.num_items = data.num_items
+
+    def _grouped_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        perm = torch.randperm(len(self.active), generator=self.gen, device=self.dev).cpu()
+        users = self.active[perm.numpy()]
+        counts = self.indptr[users + 1] - self.indptr[users]
+        ends = np.cumsum(counts)
+        per_step = max(1, min(self.hp["batch_size"], _STEP_MAX_CELLS // self.num_items))
+        lo = 0
+        while lo < len(users):
+            done = ends[lo - 1] if lo else 0
+            hi = int(np.searchsorted(ends, done + self.hp["batch_size"], side="left")) + 1
+            hi = min(max(hi, lo + 1), lo + per_step, len(users))
+            batch = users[lo:hi]
+            rows, cols = seen_coordinates(self.indptr, self.row_items, batch)
+            u = torch.from_numpy(batch).to(self.dev)
+            logits = self.net.score_against(u, None)
+            r = torch.from_numpy(rows).to(self.dev)
+            c = torch.from_numpy(cols).to(self.dev)
+            loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
+            w = None
+            if self.row_weights is not None:
+                pos = np.repeat(self.indptr[batch], counts[lo:hi]) + (
+                    np.arange(len(rows)) - np.repeat(np.cumsum(counts[lo:hi]) - counts[lo:hi],
+                                                     counts[lo:hi])
+                )
+                w = self.row_weights[torch.from_numpy(pos).to(self.dev)]
+            yield loss_vec, w
+            lo = hi

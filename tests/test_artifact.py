@@ -1,0 +1,107 @@
+"""The pickle-free artifact: identical recommendations after a round trip, clear errors otherwise."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from spotlight_sagemaker.core import ArtifactError, ImplicitFactorizationModel, Interactions
+from spotlight_sagemaker.core.artifact import ARRAYS_FILE, CONFIG_FILE, is_artifact
+
+
+@pytest.fixture(scope="module")
+def data(ml100k_csv) -> Interactions:
+    return Interactions.from_csv(ml100k_csv)
+
+
+@pytest.fixture(scope="module")
+def model(data) -> ImplicitFactorizationModel:
+    m = ImplicitFactorizationModel(n_iter=2, embedding_dim=8, random_state=5, device="cpu")
+    m.fit(data)
+    m.metrics = {"validation:ndcg@10": 0.25}
+    return m
+
+
+def test_round_trip_gives_identical_recommendations(model, data, tmp_path):
+    model.save(tmp_path)
+    assert is_artifact(tmp_path)
+    loaded = ImplicitFactorizationModel.load(tmp_path, device="cpu")
+    users = data.user_map.to_list()
+    assert [r.item_ids for r in loaded.recommend(users, 10)] == [
+        r.item_ids for r in model.recommend(users, 10)
+    ]
+    assert loaded.hyperparameters == model.hyperparameters
+    assert loaded.metrics == model.metrics and loaded.seed == model.seed
+    assert loaded.epochs_trained == 2 and len(loaded.history) == 2
+
+
+def test_artifact_holds_no_pickle(model, tmp_path):
+    model.save(tmp_path)
+    with zipfile.ZipFile(tmp_path / ARRAYS_FILE) as zf:
+        for name in zf.namelist():
+            with zf.open(name) as fh:
+                assert fh.read(6) == b"\x93NUMPY"  # plain .npy arrays only
+    with np.load(tmp_path / ARRAYS_FILE, allow_pickle=False) as npz:
+        assert all(npz[k].dtype != object for k in npz.files)
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert config["user_ids"][:2] == ["1", "2"] and config["format_version"] == 1
+
+
+def test_checkpoint_resumes_exactly_like_uninterrupted_training(data, tmp_path):
+    kw = dict(n_iter=2, embedding_dim=8, random_state=9, device="cpu", batch_size=4096)
+    straight = ImplicitFactorizationModel(**kw).fit(data)
+    straight.fit_partial(data, n_iter=1)
+    first = ImplicitFactorizationModel(**kw).fit(data)
+    first.save(tmp_path, include_optimizer=True)
+    resumed = ImplicitFactorizationModel.load(tmp_path, device="cpu")
+    resumed.fit_partial(data, n_iter=1)
+    assert resumed.epochs_trained == 3
+    assert np.allclose(resumed.score_users(np.arange(20)), straight.score_users(np.arange(20)),
+                       atol=1e-5)
+
+
+def test_save_replaces_atomically_and_leaves_no_temp_files(model, tmp_path):
+    model.save(tmp_path)
+    model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ARRAYS_FILE, CONFIG_FILE])
+
+
+def test_truncated_arrays(model, tmp_path):
+    model.save(tmp_path)
+    f = tmp_path / ARRAYS_FILE
+    f.write_bytes(f.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match="checksum"):
+        ImplicitFactorizationModel.load(tmp_path)
+
+
+def test_truncated_or_foreign_config(model, tmp_path):
+    model.save(tmp_path)
+    cfg = tmp_path / CONFIG_FILE
+    text = cfg.read_text()
+    cfg.write_text(text[: len(text) // 2])
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        ImplicitFactorizationModel.load(tmp_path)
+    cfg.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ArtifactError, match="not a spotlight-sagemaker model"):
+        ImplicitFactorizationModel.load(tmp_path)
+
+
+def test_newer_format_asks_for_an_upgrade(model, tmp_path):
+    model.save(tmp_path)
+    cfg = tmp_path / CONFIG_FILE
+    config = json.loads(cfg.read_text())
+    config["format_version"] = 99
+    cfg.write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="format version 99.*upgrade"):
+        ImplicitFactorizationModel.load(tmp_path)
+
+
+def test_missing_folder_or_files(tmp_path):
+    with pytest.raises(ArtifactError, match="not found"):
+        ImplicitFactorizationModel.load(tmp_path / "nothing")
+    (tmp_path / "model.pt").write_bytes(b"torch pickle")
+    with pytest.raises(ArtifactError, match="not a spotlight-sagemaker model folder"):
+        ImplicitFactorizationModel.load(tmp_path)

@@ -1,0 +1,56 @@
+"""Split and metrics, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spotlight_sagemaker.core import Interactions, evaluate, random_train_test_split
+
+
+class Fixed:
+    """A scorer with given scores for every (user, item)."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.scores[users]
+
+
+def test_split_is_spotlights_random_split(ml100k_csv):
+    data = Interactions.from_csv(ml100k_csv)
+    train, test = random_train_test_split(data, 0.2, random_state=42)
+    rows = np.arange(len(data))
+    np.random.RandomState(42).shuffle(rows)
+    assert len(train) == int(0.8 * len(data)) and len(train) + len(test) == len(data)
+    assert np.array_equal(test.user_ids, data.user_ids[rows[len(train) :]])
+    assert train.user_map is data.user_map
+    with pytest.raises(ValueError, match="test_percentage"):
+        random_train_test_split(data, 1.5)
+
+
+def test_metrics_by_hand():
+    # 1 user, 6 items; train item 0; test items 2 and 5.
+    train = Interactions.from_arrays(["u"] * 6, list("abcdef")).subset(np.array([0]))
+    test = train.subset(np.array([0]))
+    test = Interactions(np.array([0, 0]), np.array([2, 5]), train.user_map, train.item_map)
+    # scores: a (train) highest, then c, b, f, d, e
+    scores = np.array([[9.0, 7.0, 8.0, 3.0, 2.0, 5.0]])
+    r = evaluate(Fixed(scores), test, train, k=2)
+    # top-2 among non-train: c (hit), b (miss)
+    assert r["precision@2"] == pytest.approx(0.5)
+    assert r["recall@2"] == pytest.approx(0.5)
+    assert r["ndcg@2"] == pytest.approx(1.0 / (1.0 + 1.0 / math.log2(3)))
+    # ranks among non-train items: c=1, f=3 -> MRR = (1 + 1/3) / 2
+    assert r["mrr"] == pytest.approx((1 + 1 / 3) / 2)
+    assert r["coverage@2"] == pytest.approx(2 / 6)
+
+
+def test_mrr_averages_ties():
+    base = Interactions.from_arrays(["u"] * 3, list("abc"))
+    test = base.subset(np.array([1]))  # item b
+    r = evaluate(Fixed(np.array([[1.0, 1.0, 1.0]])), test, None, k=1)
+    assert r["mrr"] == pytest.approx(1 / 2)  # three-way tie: rank (1 + 3) / 2 = 2

@@ -1,0 +1,212 @@
+"""The model contract, run against every variant: fresh, reloaded from its artifact, and CUDA.
+
+Data with planted structure: users belong to one of four groups and interact only with their
+group's items, so the right answer (recommend unseen items of the user's own group) is known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spotlight_sagemaker.core import (
+    SPOTLIGHT_DEFAULTS,
+    ImplicitFactorizationModel,
+    Interactions,
+    NotFittedError,
+    UnknownIdError,
+)
+
+GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP = 4, 40, 20
+
+
+def planted(seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for g in range(GROUPS):
+        for u in range(USERS_PER_GROUP):
+            chosen = rng.choice(ITEMS_PER_GROUP, size=ITEMS_PER_GROUP // 2, replace=False)
+            users += [f"u{g}-{u}"] * len(chosen)
+            items += [f"i{g}-{i}" for i in chosen]
+    return Interactions.from_arrays(users, items)
+
+
+def group(raw: str) -> str:
+    return raw[1:].split("-")[0]
+
+
+@pytest.fixture(scope="module")
+def data() -> Interactions:
+    return planted()
+
+
+@pytest.fixture(scope="module")
+def fresh(data) -> ImplicitFactorizationModel:
+    return ImplicitFactorizationModel(n_iter=30, random_state=7, device="cpu").fit(data)
+
+
+@pytest.fixture(scope="module")
+def reloaded(fresh, tmp_path_factory) -> ImplicitFactorizationModel:
+    folder = tmp_path_factory.mktemp("artifact")
+    fresh.save(folder)
+    return ImplicitFactorizationModel.load(folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def on_cuda(data) -> ImplicitFactorizationModel:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return ImplicitFactorizationModel(n_iter=30, random_state=7, device="cuda").fit(data)
+
+
+@pytest.fixture(params=["fresh", "reloaded", "on_cuda"])
+def model(request) -> ImplicitFactorizationModel:
+    return request.getfixturevalue(request.param)
+
+
+# ------------------------------------------------------------------ the contract suite
+def test_recommends_unseen_items_of_the_users_group(model, data):
+    users = data.user_map.to_list()
+    recs = model.recommend(users, n=5)
+    indptr, indices = data.tocsr()
+    in_group = 0
+    for r in recs:
+        u = data.user_map.get(r.query_id)
+        seen = set(data.item_map.ids[indices[indptr[u] : indptr[u + 1]]].tolist())
+        assert not seen & set(r.item_ids)
+        assert r.scores == sorted(r.scores, reverse=True)
+        in_group += sum(group(i) == group(r.query_id) for i in r.item_ids)
+    assert in_group / (5 * len(users)) >= 0.9
+
+
+def test_batch_equals_scalar(model, data):
+    users = data.user_map.to_list()[::7]
+    batch = model.recommend(users, n=8)
+    for b, u in zip(batch, users):
+        one = model.recommend(u, n=8)
+        assert one.item_ids == b.item_ids
+        assert np.allclose(one.scores, b.scores)
+
+
+def test_exclude_seen_false_ranks_seen_items_first(model, data):
+    user = data.user_map.ids[0]
+    top = model.recommend(user, n=ITEMS_PER_GROUP // 2, exclude_seen=False)
+    indptr, indices = data.tocsr()
+    seen = set(data.item_map.ids[indices[indptr[0] : indptr[1]]].tolist())
+    assert len(seen & set(top.item_ids)) >= 0.8 * len(seen)
+
+
+def test_n_larger_than_catalogue_returns_every_unseen_item(model, data):
+    rec = model.recommend(data.user_map.ids[0], n=10_000)
+    assert len(rec.item_ids) == data.num_items - ITEMS_PER_GROUP // 2
+
+
+def test_unknown_users(model):
+    fallback = model.recommend(["nobody", "u0-0"], n=3)
+    assert fallback[0].fallback and len(fallback[0].item_ids) == 3
+    assert not fallback[1].fallback
+    assert [r.query_id for r in model.recommend(["nobody", "u0-0"], n=3, unknown="skip")] == [
+        "u0-0"
+    ]
+    assert model.recommend("nobody", n=3, unknown="skip") is None
+    with pytest.raises(UnknownIdError, match="nobody"):
+        model.recommend(["u0-0", "nobody"], n=3, unknown="error")
+
+
+def test_similar_items_stay_in_group(model, data):
+    sims = model.similar_items(["i0-0", "i2-3"], n=5)
+    for s in sims:
+        assert s.query_id not in s.item_ids
+        assert sum(group(i) == group(s.query_id) for i in s.item_ids) >= 4
+    assert model.similar_items("no-such-item") is None
+
+
+def test_predict_matches_recommend_scores(model, data):
+    rec = model.recommend("u1-3", n=3)
+    u = data.user_map.get("u1-3")
+    scores = model.predict(u)
+    assert np.allclose(scores[[data.item_map.get(i) for i in rec.item_ids]], rec.scores, atol=1e-5)
+
+
+# ------------------------------------------------------------------ training behaviour
+def test_seeded_runs_are_reproducible_and_fit_starts_fresh(data):
+    a = ImplicitFactorizationModel(n_iter=3, random_state=3, device="cpu").fit(data)
+    b = ImplicitFactorizationModel(n_iter=3, random_state=3, device="cpu").fit(data)
+    assert np.array_equal(a.score_users(np.arange(5)), b.score_users(np.arange(5)))
+    a.fit(data)  # fresh start: identical to a single fit
+    assert a.epochs_trained == 3
+    assert np.array_equal(a.score_users(np.arange(5)), b.score_users(np.arange(5)))
+    b.fit_partial(data, n_iter=2)  # explicit continuation
+    assert b.epochs_trained == 5 and len(b.history) == 5
+
+
+@pytest.mark.parametrize("loss", ["pointwise", "bpr", "hinge", "adaptive_hinge", "softmax"])
+def test_every_loss_learns_and_survives_a_batch_of_one(data, loss):
+    # len(data) % batch_size == 1: the case that crashes Spotlight
+    bs = len(data) - 1
+    m = ImplicitFactorizationModel(loss=loss, n_iter=2, batch_size=bs, random_state=0,
+                                   device="cpu")
+    m.fit(data)
+    assert all(np.isfinite(h.loss) for h in m.history)
+    small = ImplicitFactorizationModel(loss=loss, n_iter=40, batch_size=64, random_state=0,
+                                       learning_rate=0.05, device="cpu").fit(data)
+    assert small.history[-1].loss < small.history[0].loss
+
+
+def test_sampled_softmax_on_a_large_catalogue(data):
+    m = ImplicitFactorizationModel(loss="softmax", n_iter=2, batch_size=1 << 20,
+                                   num_negative_samples=16, random_state=0, device="cpu")
+    m.fit(data)  # batch x items above the full-softmax limit: shared sampled negatives
+    assert np.isfinite(m.history[-1].loss)
+
+
+def test_weights_change_training_only_when_asked():
+    users = ["a", "a", "b", "b"]
+    items = ["x", "y", "x", "y"]
+    heavy = Interactions.from_arrays(users, items, [100.0, 0.01, 100.0, 0.01])
+    m = ImplicitFactorizationModel(loss="bpr", n_iter=50, batch_size=4, random_state=1,
+                                   use_weights=True, negative_sampling="uniform",
+                                   learning_rate=0.05, device="cpu").fit(heavy)
+    x, y = heavy.item_map.get("x"), heavy.item_map.get("y")
+    s = m.score_users(np.array([0]))[0]
+    assert s[x] > s[y]
+
+
+def test_spotlight_preset_and_hyperparameter_errors():
+    m = ImplicitFactorizationModel(preset="spotlight")
+    assert m.hyperparameters == SPOTLIGHT_DEFAULTS | {"device": "auto"}
+    assert ImplicitFactorizationModel(n_iter="7").n_iter == 7
+    with pytest.raises(ValueError, match="'loss' must be one of"):
+        ImplicitFactorizationModel(loss="warp")
+    with pytest.raises(ValueError, match="'embedding_dim' must be an integer"):
+        ImplicitFactorizationModel(embedding_dim="big")
+    with pytest.raises(ValueError, match="'learning_rate' must be a number > 0.0"):
+        ImplicitFactorizationModel(learning_rate=0)
+    with pytest.raises(ValueError, match="unknown hyperparameter 'lr'"):
+        ImplicitFactorizationModel(lr=0.1)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        ImplicitFactorizationModel(preset="lightfm")
+
+
+def test_unfitted_model_and_wrong_inputs(data):
+    m = ImplicitFactorizationModel(device="cpu")
+    with pytest.raises(NotFittedError):
+        m.recommend("u0-0")
+    with pytest.raises(TypeError, match="Interactions"):
+        m.fit([("a", "b")])
+    m.fit_partial(data, n_iter=1)
+    other = Interactions.from_arrays(["zz"], ["yy"])
+    with pytest.raises(ValueError, match="vocabularies"):
+        m.fit_partial(other)
+    with pytest.raises(ValueError, match="n must be a non-negative integer"):
+        m.recommend("u0-0", n=-1)
+    with pytest.raises(ValueError, match="unknown must be one of"):
+        m.recommend("u0-0", unknown="ignore")
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        ImplicitFactorizationModel(device="cuda")
