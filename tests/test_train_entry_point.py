@@ -212,12 +212,12 @@ def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, sourced
 
 @pytest.mark.slow
 def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed_rows):
-    n_iter = 8
+    n_iter = 6
     base = make_opt_ml(
         tmp_path / "opt_ml",
         sourcedir,
         {"n_iter": n_iter, "embedding_dim": 16, "random_state": 7},
-        {"training": {"data.csv": "".join(seed_rows[:10_001])}},
+        {"training": {"data.csv": "".join(seed_rows[:5_001])}},
     )
     checkpoints = base / "checkpoints"
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
