@@ -16,11 +16,12 @@ from typing import Any
 
 import boto3
 from sagemaker.config import load_sagemaker_config, validate_sagemaker_config
+from sagemaker.exceptions import UnexpectedStatusException
 from sagemaker.local import LocalSession
 from sagemaker.session import _check_job_status
 
 from .client import EmbeddedRuntimeClient, EmbeddedSagemakerClient
-from .paths import LOCAL_BUCKET, default_root
+from .paths import LOCAL_BUCKET, default_root, to_path
 
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/spotlight-local"
 DEFAULT_REGION = "us-east-1"
@@ -82,6 +83,14 @@ class EmbeddedLocalSession(LocalSession):
         self._default_bucket_name_override = LOCAL_BUCKET
         self.config = {"local": {"local_code": True}}
 
+    def local_path(self, uri: str) -> Path:
+        """The local path behind a ``file://``, ``s3://spotlight-local/...`` URI or plain path.
+
+        Raises:
+            ValueError: an ``s3://`` URI of another bucket.
+        """
+        return to_path(uri, self.local_root, "uri")
+
     def default_bucket(self) -> str:
         """``spotlight-local``: the name under which the SDK's defaults reach ``local_root``."""
         self._default_bucket = LOCAL_BUCKET
@@ -111,8 +120,36 @@ class EmbeddedLocalSession(LocalSession):
     def logs_for_transform_job(self, job_name: str, wait: bool = False, poll: int = 10) -> None:
         """As :meth:`logs_for_job`, for transform jobs (the SDK's would call CloudWatch)."""
         if wait:
-            desc = self.sagemaker_client.describe_transform_job(TransformJobName=job_name)
-            _check_job_status(job_name, desc, "TransformJobStatus")
+            self.wait_for_transform_job(job_name)
+
+    # Local jobs and endpoints are finished when their create call returns: check the status at
+    # once instead of the SDK's sleep-then-poll loops (30 s before an endpoint's first check).
+    def wait_for_job(self, job: str, poll: int = 5) -> dict[str, Any]:
+        """DescribeTrainingJob, raising ``UnexpectedStatusException`` if the job failed."""
+        desc = self.sagemaker_client.describe_training_job(TrainingJobName=job)
+        _check_job_status(job, desc, "TrainingJobStatus")
+        return desc
+
+    def wait_for_transform_job(self, job: str, poll: int = 5) -> dict[str, Any]:
+        """DescribeTransformJob, raising ``UnexpectedStatusException`` if the job failed."""
+        desc = self.sagemaker_client.describe_transform_job(TransformJobName=job)
+        _check_job_status(job, desc, "TransformJobStatus")
+        return desc
+
+    def wait_for_endpoint(
+        self, endpoint: str, poll: int = 30, live_logging: bool = False
+    ) -> dict[str, Any]:
+        """DescribeEndpoint, raising ``UnexpectedStatusException`` unless it is InService."""
+        desc = self.sagemaker_client.describe_endpoint(EndpointName=endpoint)
+        status = desc["EndpointStatus"]
+        if status != "InService":
+            raise UnexpectedStatusException(
+                message=f"Error hosting endpoint {endpoint}: {status}. Reason: "
+                f"{desc.get('FailureReason')}.",
+                allowed_statuses=["InService"],
+                actual_status=status,
+            )
+        return desc
 
 
 def _telemetry_off(config: dict[str, Any]) -> dict[str, Any]:
