@@ -93,6 +93,8 @@ class SpotlightModel(PyTorchModel):
             **kwargs,
         )
         self.ship_code = ship_code
+        if self.name is None:
+            self._base_name = defaults.BASE_JOB_NAME  # else named after the image
 
     def _init_sagemaker_session_if_does_not_exist(self, instance_type: str | None = None) -> None:
         """Local instance types get the embedded local session (the SDK would pick Docker's)."""
@@ -101,6 +103,16 @@ class SpotlightModel(PyTorchModel):
         super()._init_sagemaker_session_if_does_not_exist(instance_type)
         if not self.role:
             self.role = resolve_role(None, self.sagemaker_session, instance_type, for_model=True)
+
+    def prepare_container_def(self, *args: Any, **kwargs: Any) -> dict:
+        """The SDK's container definition, without the empty script variables it adds when no
+        code is shipped (an empty SAGEMAKER_PROGRAM would make a custom image import "")."""
+        container = super().prepare_container_def(*args, **kwargs)
+        env = container.get("Environment") or {}
+        for key in ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"):
+            if env.get(key) == "":
+                del env[key]
+        return container
 
     def transformer(
         self,

@@ -46,3 +46,41 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, ml100k_csv: Path
     model.fit(Interactions.from_csv(ml100k_csv))
     model.save(out)
     return out
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Fake AWS credentials and region, no profile, SDK telemetry opted out; returns the region.
+
+    Use with ``moto.mock_aws()`` (nothing here reaches AWS by itself).
+    """
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    region = "us-east-1"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    monkeypatch.setenv("AWS_REGION", region)
+    config = tmp_path_factory.mktemp("sagemaker-config") / "config.yaml"
+    config.write_text(
+        "SchemaVersion: '1.0'\n"
+        "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+    )
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+    monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(config))
+    # The SDK re-validates the whole config (jsonschema, ~0.3-1.5 s) on every config lookup;
+    # validate each distinct config once instead.
+    import json
+
+    import sagemaker.utils
+
+    validate, seen = sagemaker.utils.validate_sagemaker_config, set()
+
+    def validate_once(config: dict | None = None) -> None:
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in seen:
+            validate(config)
+            seen.add(key)
+
+    monkeypatch.setattr(sagemaker.utils, "validate_sagemaker_config", validate_once)
+    return region
