@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HANDLER_SERVICE = "sagemaker_inference.default_handler_service"
+_LOADED = "State change WORKER_STARTED -> WORKER_MODEL_LOADED"
 _BASE_CONFIG = "enable_envvars_config=true\ndecode_input_request=false\nload_models=ALL\n"
 
 
@@ -215,7 +216,7 @@ def start_model_server(
             out.close()
     server = ModelServer(proc.pid, host, port, workdir, log_path, proc)
     try:
-        _wait_for_ping(server, startup_timeout)
+        _wait_for_ping(server, startup_timeout, 0 if foreground_log else (workers or 1))
     except BaseException:
         tail = server.log_tail()
         server.stop()
@@ -232,7 +233,8 @@ def _server_env(
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.setdefault("SAGEMAKER_PROGRAM", "inference.py")
+    if not env.get("SAGEMAKER_PROGRAM"):  # the SDK sends "" when the code is in the image
+        env["SAGEMAKER_PROGRAM"] = "inference.py"
     env.setdefault("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "text/csv")
     if env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").isdigit():  # MMS caps responses alike
         size = int(env["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) * 1024 * 1024
@@ -246,16 +248,25 @@ def _server_env(
     return env
 
 
-def _wait_for_ping(server: ModelServer, timeout: float) -> None:
-    """Wait for ``/ping`` and for a READY worker (MMS answers ``/ping`` before the model loads)."""
+def _wait_for_ping(server: ModelServer, timeout: float, loaded_workers: int) -> None:
+    """Wait for ``/ping`` and a READY worker, and for ``loaded_workers`` workers to load the model.
+
+    MMS answers ``/ping`` and reports its worker READY before the worker has run ``model_fn``
+    (which imports torch and reads the artifact); the worker's state change to
+    ``WORKER_MODEL_LOADED`` in the log marks the real end of start-up.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.is_running():
             raise ModelServerError(f"model server exited with code {server._proc.returncode}")
-        if _get(server, "/ping")[0] == 200 and b'"READY"' in _get(server, "/models/model")[1]:
+        if (
+            _get(server, "/ping")[0] == 200
+            and b'"READY"' in _get(server, "/models/model")[1]
+            and server.log_tail(1 << 22).count(_LOADED) >= loaded_workers
+        ):
             return
         time.sleep(0.25)
-    raise ModelServerError(f"no READY model behind {server.url}/ping after {timeout:.0f} s")
+    raise ModelServerError(f"no loaded model behind {server.url}/ping after {timeout:.0f} s")
 
 
 def _get(server: ModelServer, path: str) -> tuple[int, bytes]:
