@@ -74,7 +74,7 @@ def _default_tag() -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and check the command line; bad values exit with status 2 and name the option."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="build_and_push.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--account", required=True, help="12-digit AWS account id of the repository")
     p.add_argument("--region", required=True, help="AWS region, e.g. eu-west-1")
     p.add_argument("--repository", required=True, help="ECR repository name, e.g. spotlight")

@@ -7,13 +7,16 @@ lines, build stages, COPY in shell or JSON form, ENV key=value, exec-form ENTRYP
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -177,3 +180,14 @@ def command_of(instructions: list[Instruction]) -> list[str]:
     entrypoint = [exec_form(i) for i in instructions if i.cmd == "ENTRYPOINT" and i.stage == final]
     cmd = [exec_form(i) for i in instructions if i.cmd == "CMD" and i.stage == final]
     return (entrypoint[-1] if entrypoint else []) + (cmd[-1] if cmd else [])
+
+
+def load_build_and_push() -> Any:
+    """docker/build_and_push.py as a module (it is a script, not part of the package)."""
+    if "build_and_push" not in sys.modules:
+        path = DOCKER / "build_and_push.py"
+        spec = importlib.util.spec_from_file_location("build_and_push", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["build_and_push"] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["build_and_push"]

@@ -1,14 +1,16 @@
-"""docker/: the Dockerfiles are linted and kept honest, and what the images run is run here.
+"""docker/: the Dockerfiles are linted and kept honest; build_and_push.py does what it says.
 
 No Docker engine on these machines, so nothing is built. Instead: hadolint on every Dockerfile;
-every COPY source exists and survives .dockerignore; the wheel stage's own command builds a
-working wheel from exactly the files it copies; and the training image's command (the DLC's
-``train``, with the Dockerfile's ENV and /opt/ml/code laid out as its COPY lines do) trains on
-a temporary /opt/ml is in test_docker_images.py, with the serving image's command.
+every COPY source exists and survives .dockerignore; the wheel stage's own ``pip wheel`` line
+builds a working wheel from exactly the files its COPY lines take. build_and_push.py runs
+against moto (ECR) with a recording stand-in for the Docker CLI. What the images run (the
+training and the serving command) is run in test_docker_images.py.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shlex
@@ -26,6 +28,7 @@ from _dockerfile import (
     copy_parts,
     dockerignore_patterns,
     dockerignored,
+    load_build_and_push,
     materialize,
     parse_dockerfile,
 )
@@ -161,3 +164,118 @@ def test_wheel_stage_builds_the_package_from_what_it_copies(dockerfile: Path, tm
         timeout=120,
     )
     assert smoke.returncode == 0 and str(target) in smoke.stdout, smoke.stderr
+
+
+# --- build_and_push.py --------------------------------------------------------------------------
+
+
+def _fake_docker(tmp_path: Path, fail_on: str = "") -> tuple[Path, Path]:
+    """An executable standing in for the Docker CLI: records argv (and stdin of ``login``)."""
+    record, script = tmp_path / "docker-calls.jsonl", tmp_path / "docker"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        "stdin = sys.stdin.read() if sys.argv[1] == 'login' else None\n"
+        f"with open({str(record)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({'argv': sys.argv[1:], 'stdin': stdin}) + '\\n')\n"
+        f"sys.exit(1 if sys.argv[1] == {fail_on!r} else 0)\n"
+    )
+    script.chmod(0o755)
+    return script, record
+
+
+def _calls(record: Path) -> list[dict]:
+    if not record.exists():
+        return []
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+ARGS = [
+    "--account",
+    "123456789012",
+    "--region",
+    "eu-west-1",
+    "--repository",
+    "team/spotlight",
+    "--tag",
+    "1.2.3",
+]
+URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/spotlight"
+
+
+def test_build_and_push_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+    docker, record = _fake_docker(tmp_path)
+    assert load_build_and_push().main([*ARGS, "--dry-run", "--docker", str(docker)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert not record.exists()
+    assert [line.split()[1] for line in out] == ["login", "login", "build", "push", "build", "push"]
+    assert out[1].endswith("763104351884.dkr.ecr.eu-west-1.amazonaws.com < (ECR password)")
+    assert f"--tag {URI}:1.2.3-training-cpu" in out[2] and "--build-arg DEVICE=cpu" in out[2]
+    assert out[2].endswith(f" {REPO}") and f"{DOCKER / 'Dockerfile.training'}" in out[2]
+    assert out[5] == f"{docker} push {URI}:1.2.3-serving-cpu"
+
+
+def test_build_and_push_logs_in_builds_and_pushes_with_ecr(aws_env, tmp_path, capsys):
+    import boto3
+    import moto
+
+    docker, record = _fake_docker(tmp_path)
+    with moto.mock_aws():
+        argv = [*ARGS, "--docker", str(docker), "--device", "gpu"]
+        assert load_build_and_push().main(argv) == 0
+        assert load_build_and_push().main([*argv, "--image", "serving"]) == 0  # repository reused
+        ecr = boto3.client("ecr", region_name="eu-west-1")
+        (repo,) = ecr.describe_repositories()["repositories"]
+        token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    assert repo["repositoryName"] == "team/spotlight"
+    assert repo["imageScanningConfiguration"]["scanOnPush"] is True
+    password = base64.b64decode(token).decode().split(":", 1)[1]
+    calls = _calls(record)
+    assert [c["argv"][0] for c in calls] == [
+        "login",
+        "login",
+        "build",
+        "push",
+        "build",
+        "push",
+        "login",
+        "build",
+        "push",
+    ]
+    assert {c["stdin"] for c in calls if c["argv"][0] == "login"} == {password}
+    assert calls[1]["argv"][-1] == "763104351884.dkr.ecr.eu-west-1.amazonaws.com"
+    build = calls[2]["argv"]
+    assert build[build.index("--file") + 1] == str(DOCKER / "Dockerfile.training")
+    assert "DEVICE=gpu" in build and "REGION=eu-west-1" in build and build[-1] == str(REPO)
+    assert calls[3]["argv"] == ["push", f"{URI}:1.2.3-training-gpu"]
+    assert calls[5]["argv"] == ["push", f"{URI}:1.2.3-serving-cpu"]
+    out = capsys.readouterr().out
+    assert password not in out and f"serving: {URI}:1.2.3-serving-cpu" in out
+
+
+def test_build_and_push_stops_at_a_failed_build(aws_env, tmp_path, capsys):
+    import moto
+
+    docker, record = _fake_docker(tmp_path, fail_on="build")
+    with moto.mock_aws():
+        assert load_build_and_push().main([*ARGS, "--docker", str(docker)]) == 1
+    assert [c["argv"][0] for c in _calls(record)] == ["login", "login", "build"]
+    assert "exit status 1 from: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--account", "12345"),
+        ("--region", "Europe"),
+        ("--repository", "Spot_Light"),
+        ("--tag", "1.0:x"),
+    ],
+)
+def test_build_and_push_rejects_bad_arguments(option, value, capsys):
+    argv = [*ARGS, "--dry-run"]
+    argv[argv.index(option) + 1] = value
+    with pytest.raises(SystemExit) as exc:
+        load_build_and_push().main(argv)
+    assert exc.value.code == 2
+    assert f"{option} {value!r} is not valid" in capsys.readouterr().err

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import re
@@ -27,27 +26,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _dockerfile import DOCKER, command_of, env_of, final_stage, materialize, parse_dockerfile
+from _dockerfile import (
+    DOCKER,
+    command_of,
+    env_of,
+    final_stage,
+    load_build_and_push,
+    materialize,
+    parse_dockerfile,
+)
 from _sdk_helpers import ROLE, capture, no_sleep, put_model, session
 
 BIN = Path(sys.executable).parent
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
 
-def _build_and_push() -> Any:
-    """docker/build_and_push.py as a module (it is a script, not part of the package)."""
-    if "build_and_push" not in sys.modules:
-        path = DOCKER / "build_and_push.py"
-        spec = importlib.util.spec_from_file_location("build_and_push", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["build_and_push"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["build_and_push"]
-
-
 def _uri(image: str) -> str:
     """The URI docker/build_and_push.py pushes ``image`` to."""
-    return _build_and_push().image_uri(ACCOUNT, REGION, "spotlight", "0.1.0", image, "cpu")
+    return load_build_and_push().image_uri(ACCOUNT, REGION, "spotlight", "0.1.0", image, "cpu")
 
 
 def _s3_keys(sess: Any, bucket: str) -> list[str]:
