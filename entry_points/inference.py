@@ -64,6 +64,7 @@ class ServedModel:
             if value not in UNKNOWN_POLICIES:
                 raise ValueError(f"{name} must be one of {UNKNOWN_POLICIES}, got {value!r}")
         self.model = model
+        self.num_items = model.num_items
         self.unknown = {False: unknown_user, True: unknown_item}
         self.vocab = codec.ItemVocab(model.item_map.ids)
         self.popular = model.popular_items(model.num_items)
@@ -100,7 +101,7 @@ class ServedModel:
         """Top-N for every record, in one batched top-k per (exclude_seen) group."""
         m = self.model
         count = len(queries)
-        k = min(int(queries.top_n.max()), m.num_items)
+        k = min(int(queries.top_n.max()), self.num_items)
         items = np.full((count, k), -1, dtype=np.int64)
         scores = np.zeros((count, k), dtype=np.float32)
         known = np.ones(count, dtype=bool)
@@ -122,9 +123,9 @@ class ServedModel:
                 sel = queries.exclude_seen[rows] == exclude
                 if sel.any():
                     uniq, inverse = np.unique(idx[sel], return_inverse=True)
-                    n = min(int(queries.top_n[rows[sel]].max()), m.num_items)
+                    n = min(int(queries.top_n[rows[sel]].max()), self.num_items)
                     top_i, top_s = m.recommend_indices(uniq, n, exclude)
-                    available = m.num_items - (self.seen_counts[uniq] if exclude else 0)
+                    available = self.num_items - (self.seen_counts[uniq] if exclude else 0)
                     if ((top_i >= 0).sum(axis=1) < np.minimum(n, available)).any():
                         # the core drops non-finite scores: never answer short in silence
                         raise codec.InferenceError("the model produced non-finite scores")

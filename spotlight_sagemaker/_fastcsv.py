@@ -8,8 +8,11 @@ pass. Field values therefore must not contain NUL bytes (the codec rejects such 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+SMALL = 256  # below this many values plain Python beats numpy's per-call overhead
 _MAX_FAST = 1e12  # beyond this magnitude the int64 fixed-point path could overflow
 
 
@@ -29,6 +32,8 @@ def format_fixed(values: np.ndarray, decimals: int = 6, as_text: bool = False):
     x = np.asarray(values, dtype=np.float64).ravel()
     if len(x) == 0:
         return [] if as_text else np.zeros((0, 1), dtype=np.uint8)
+    if as_text and len(x) <= SMALL:
+        return format_small(x.tolist(), decimals)
     if not np.isfinite(x).all():
         raise ValueError("cannot format non-finite scores")
     if np.abs(x).max() >= _MAX_FAST:
@@ -62,6 +67,23 @@ def format_fixed(values: np.ndarray, decimals: int = 6, as_text: bool = False):
     newline = np.full((len(x), 1), 10, dtype=np.uint8)
     flat = np.concatenate([out, newline], axis=1).ravel()
     return flat[flat != 0].tobytes().decode("ascii").split("\n")[:-1]
+
+
+def format_small(values: list[float], decimals: int = 6) -> list[str]:
+    """:func:`format_fixed` for a few values in plain Python (same rounding, same text)."""
+    scale = 10**decimals
+    out = []
+    for v in values:
+        if not math.isfinite(v):
+            raise ValueError("cannot format non-finite scores")
+        if abs(v) >= _MAX_FAST:
+            out.append(_slow(v, decimals))
+            continue
+        q = round(v * float(scale))  # half to even on the same float64 product as np.rint
+        whole, frac = divmod(abs(q), scale)
+        digits = f"{frac:0{decimals}d}".rstrip("0") or "0"
+        out.append(f"{'-' if q < 0 else ''}{whole}.{digits}")
+    return out
 
 
 def _slow(v: float, decimals: int) -> str:

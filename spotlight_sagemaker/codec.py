@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._fastcsv import format_fixed, joined_rows
+from ._fastcsv import SMALL, format_fixed, format_small, joined_rows
 
 DEFAULT_ACCEPT = "text/csv"
 _QUERY_KEYS = {"user_id": False, "item_id": True}  # key -> asks for similar items
@@ -156,7 +156,8 @@ class ItemVocab:
 
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = np.asarray(ids, dtype=str)
-        self.csv = np.array([_csv_field(s).encode() for s in self.ids.tolist()] or [b""])
+        self.csv_text = [_csv_field(s) for s in self.ids.tolist()]
+        self.csv = np.array([s.encode() for s in self.csv_text] or [b""])
         self.json = np.array([json.dumps(s) for s in self.ids.tolist()] or [""], dtype=object)
 
 
@@ -479,6 +480,14 @@ def _encode_csv(results: Results) -> bytes:
     joined = "\x00".join(ids)
     if _CSV_SPECIAL.search(joined):
         ids = [_csv_field(s) for s in ids]
+    if len(rows) <= SMALL:  # single-record requests: plain Python is faster here
+        vocab = results.vocab.csv_text
+        text = format_small(scores.tolist())
+        lines = [
+            f"{ids[r]},{vocab[i]},{t}"
+            for r, i, t in zip(rows.tolist(), items.tolist(), text, strict=True)
+        ]
+        return "\n".join(lines).encode()
     query = np.array("\x00".join(ids).encode().split(b"\x00"))  # ids hold no NUL (decode)
     return joined_rows([query[rows], results.vocab.csv[items], format_fixed(scores)], b",")
 

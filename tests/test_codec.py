@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spotlight_sagemaker import codec
-from spotlight_sagemaker._fastcsv import format_fixed, joined_rows
+from spotlight_sagemaker._fastcsv import format_fixed, format_small, joined_rows
 
 SEED_BATCH = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'
 
@@ -349,6 +349,31 @@ def test_format_fixed_matches_python_formatting():
     assert format_fixed(np.array([1e13, -2.5]), as_text=True) == ["10000000000000.0", "-2.5"]
     with pytest.raises(ValueError, match="non-finite"):
         format_fixed(np.array([np.nan]))
+
+
+def test_small_and_vectorized_paths_agree(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.normal(size=2000) * 10.0 ** rng.uniform(-7, 5, 2000),
+            np.arange(-50, 50) / 8.0,
+            [2.5e-6, -2.5e-6, 0.5e-6, 1.5e-6],
+        ]
+    )
+    assert format_fixed(x, as_text=True) == format_small(x.tolist())
+    n = 300
+    res = _results(
+        [f"u{i % 7}" if i % 5 else f"u,{i}" for i in range(n)],
+        rng.integers(0, 3, (n, 2)),
+        rng.normal(size=(n, 2)),
+        [2] * n,
+        ["10", "2,0", "30"],
+    )
+    monkeypatch.setattr(codec, "SMALL", 10**9)
+    small = codec.encode(res, "text/csv")[0]
+    monkeypatch.setattr(codec, "SMALL", 0)
+    assert codec.encode(res, "text/csv")[0] == small
+    assert small.count(b"\n") == 2 * n - 1
 
 
 def test_joined_rows():
