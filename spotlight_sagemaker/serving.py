@@ -239,8 +239,9 @@ def _server_env(
     if env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").isdigit():  # MMS caps responses alike
         size = int(env["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) * 1024 * 1024
         env.setdefault("SPOTLIGHT_MAX_RESPONSE_BYTES", str(size))
-    if workers and "SPOTLIGHT_TORCH_THREADS" not in env:
-        env["SPOTLIGHT_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    if "SPOTLIGHT_TORCH_THREADS" not in env:  # MMS runs one worker per CPU unless told
+        cpus = os.cpu_count() or 1
+        env["SPOTLIGHT_TORCH_THREADS"] = str(max(1, cpus // (workers or cpus)))
     # private temp dir: MMS keeps a global pid file and worker sockets there
     for var in ("TMPDIR", "TEMP"):
         env[var] = str(workdir)
