@@ -6,7 +6,7 @@ with train.py and the spotlight_sagemaker package as the SDK uploads it), points
 SAGEMAKER_BASE_DIR at it and runs the toolkit's ``train`` command in a subprocess. The PyTorch
 DLC sets SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main, whose main calls
 ``entry_point.run(..., capture_error=True)``; that package is not installable here, so
-:func:`dlc_pytorch_training_main` below makes the same call and the tests select it the same way.
+``DLC_SOURCE`` below makes the same call and the tests select it the same way.
 """
 
 from __future__ import annotations
@@ -31,10 +31,14 @@ TRAIN_COMMAND = Path(sys.executable).with_name("train")  # sagemaker-training's 
 EPOCH_LINE = re.compile(r"^epoch=(\d+) loss=\S+ seconds=\S+ throughput=\S+$", re.M)
 
 
-def dlc_pytorch_training_main() -> None:
-    """What sagemaker_pytorch_container.training:main does for a single-host job."""
-    from sagemaker_training import entry_point, environment, runner
+# What sagemaker_pytorch_container.training:main does for a single-host job. Written to a temp
+# folder and named in SAGEMAKER_TRAINING_MODULE, as the PyTorch DLC names its own module.
+DLC_MODULE = "dlc_pytorch_training"
+DLC_SOURCE = """
+from sagemaker_training import entry_point, environment, runner
 
+
+def main():
     env = environment.Environment()
     entry_point.run(
         uri=env.module_dir,
@@ -44,6 +48,7 @@ def dlc_pytorch_training_main() -> None:
         capture_error=True,
         runner_type=runner.ProcessRunnerType,
     )
+"""
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +128,10 @@ def toolkit_env(base: Path, dlc: bool = True) -> dict[str, str]:
         AWS_DEFAULT_REGION="us-east-1",
     )
     if dlc:
-        env.update(
-            PYTHONPATH=str(Path(__file__).parent),
-            SAGEMAKER_TRAINING_MODULE=f"{Path(__file__).stem}:dlc_pytorch_training_main",
-        )
+        shim = base.parent / "dlc"
+        shim.mkdir(exist_ok=True)
+        (shim / f"{DLC_MODULE}.py").write_text(DLC_SOURCE)
+        env.update(PYTHONPATH=str(shim), SAGEMAKER_TRAINING_MODULE=f"{DLC_MODULE}:main")
     return env
 
 
@@ -164,6 +169,7 @@ def test_trains_under_the_toolkit_like_the_dlc(tmp_path, sourcedir, seed_rows):
     proc = run_toolkit(base)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
+    assert f"Imported framework {DLC_MODULE}" in out  # ran through the DLC-style module
     assert not (base / "output" / "failure").exists()
     assert (base / "output" / "success").exists()  # written by the toolkit
     assert (base / "code" / "train.py").is_file()  # extracted from sourcedir.tar.gz
