@@ -113,5 +113,4 @@ def joined_rows(columns: list[np.ndarray], sep: bytes = b",") -> bytes:
         parts.append(col)
         end = sep[0] if i < len(columns) - 1 else 10
         parts.append(np.full((n, 1), end, dtype=np.uint8))
-    flat = np.concatenate(parts, axis=1).ravel()
-    return flat[flat != 0].tobytes()[:-1]
+    return np.concatenate(parts, axis=1).tobytes().translate(None, b"\x00")[:-1]

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ._fastcsv import SMALL, format_fixed, format_small, joined_rows
 DEFAULT_ACCEPT = "text/csv"
 _QUERY_KEYS = {"user_id": False, "item_id": True}  # key -> asks for similar items
 _RECORD_KEYS = frozenset(("user_id", "item_id", "top_n", "exclude_seen"))
+_USER_KEYS = frozenset(("user_id", "top_n", "exclude_seen"))
 _CSV_SPECIAL = re.compile(r'[",\r\n]')
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
@@ -295,7 +297,60 @@ def _decode_csv(text: str) -> Decoded:
 
 
 def _queries(numbers: list[int], records: list[object], unit: str, limits: Limits) -> Queries:
-    """Validate records; the loop is the hot path of a MultiRecord request, keep it lean."""
+    """Validate records: a bulk path for uniform user records, else one record at a time."""
+    fast = _uniform_user_records(numbers, records, unit, limits)
+    return fast if fast is not None else _each_record(numbers, records, unit, limits)
+
+
+def _uniform_user_records(
+    numbers: list[int], records: list[object], unit: str, limits: Limits
+) -> Queries | None:
+    """Bulk validation (C-level maps and sets) when every record is a dict with the same
+    user-record keys and plain values; None sends the request to the per-record loop, which
+    also produces the error messages."""
+    if set(map(type, records)) != {dict}:
+        return None
+    shapes = set(map(tuple, records))
+    if len(shapes) != 1:
+        return None
+    keys = next(iter(shapes))
+    if "user_id" not in keys or not set(keys) <= _USER_KEYS:
+        return None
+    ids = list(map(itemgetter("user_id"), records))
+    if set(map(type, ids)) != {str} or min(map(len, ids)) == 0 or "\x00" in "".join(ids):
+        return None
+    count = len(records)
+    if "top_n" in keys:
+        raw = list(map(itemgetter("top_n"), records))
+        if not set(map(type, raw)) <= {str, int}:
+            return None
+        table = {}
+        for value in set(raw):
+            if type(value) is int and 0 < value <= limits.max_top_n:
+                table[value] = value
+            elif type(value) is str and value.isascii() and value.isdigit():
+                n = int(value)
+                if not 0 < n <= limits.max_top_n:
+                    return None
+                table[value] = n
+            else:
+                return None
+        if len(table) == 1:
+            top_n = np.full(count, next(iter(table.values())), dtype=np.int64)
+        else:
+            top_n = np.fromiter(map(table.__getitem__, raw), dtype=np.int64, count=count)
+    else:
+        top_n = np.full(count, limits.default_top_n, dtype=np.int64)
+    exclude = np.ones(count, dtype=bool)
+    if "exclude_seen" in keys:
+        flags = list(map(itemgetter("exclude_seen"), records))
+        if set(map(type, flags)) != {bool}:
+            return None
+        exclude = np.array(flags, dtype=bool)
+    return Queries(ids, np.zeros(count, dtype=bool), top_n, exclude, numbers, unit)
+
+
+def _each_record(numbers: list[int], records: list[object], unit: str, limits: Limits) -> Queries:
     ids: list[str] = []
     top_n: list[int] = []
     items: list[int] = []

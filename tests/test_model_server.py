@@ -160,7 +160,8 @@ def test_serve_console_script_without_code_dir(trained_model_dir, tmp_path):
         "--startup-timeout",
         "180",
     ]
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path)}
+    # the SDK sets SAGEMAKER_PROGRAM="" on a model that ships no code
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path), "SAGEMAKER_PROGRAM": ""}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
