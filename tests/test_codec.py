@@ -392,3 +392,40 @@ def test_codec_and_serving_import_without_toolkit_or_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [json.dumps({"user_id": str(i), "top_n": "5"}) for i in range(50)],
+        [json.dumps({"user_id": str(i), "top_n": i % 7 + 1}) for i in range(50)],
+        [json.dumps({"user_id": str(i)}) for i in range(50)],
+        [json.dumps({"user_id": str(i), "exclude_seen": i % 2 == 1}) for i in range(50)],
+    ],
+)
+def test_bulk_validation_equals_per_record(lines):
+    numbers, records, unit = codec._decode_jsonlines("\n".join(lines))
+    limits = codec.Limits()
+    bulk = codec._uniform_user_records(numbers, records, unit, limits)
+    each = codec._each_record(numbers, records, unit, limits)
+    assert bulk is not None, "uniform user records should take the bulk path"
+    assert bulk.ids == each.ids and bulk.numbers == each.numbers
+    for field in ("is_item", "top_n", "exclude_seen"):
+        assert getattr(bulk, field).tolist() == getattr(each, field).tolist()
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ('{"user_id": "9", "top_n": "0"}', "line 50: top_n must be at least 1"),
+        ('{"user_id": "9", "top_n": "5000"}', "line 50: top_n 5000 exceeds"),
+        ('{"user_id": "9", "top_n": 5.0}', "line 50: top_n must be a positive integer"),
+        ('{"user_id": "", "top_n": "5"}', "line 50: user_id must be a non-empty"),
+        ('{"user_id": "9", "top_n": true}', "line 50: top_n must be a positive integer"),
+    ],
+)
+def test_bulk_path_defers_errors_to_the_record(line, fragment):
+    body = "\n".join(['{"user_id": "1", "top_n": "5"}'] * 49 + [line])
+    with pytest.raises(codec.BadRequestError) as info:
+        _decode(body)
+    assert info.value.message.startswith(fragment)
