@@ -7,9 +7,10 @@ always complete; the newest two are kept, so that a checkpoint whose upload to S
 can fall back to the one before.
 
 A checkpoint records what it was trained on (:func:`fingerprint`): the SHA-256 of the training
-interactions (ids and vocabularies) and every model hyperparameter except ``n_iter`` and
-``device``. Resuming a checkpoint whose fingerprint differs would silently mix two runs, so it is
-refused (:func:`find_resumable`); a larger ``n_iter`` continues training.
+interactions (ids and vocabularies) and every model hyperparameter except ``device`` and, unless a
+learning-rate decay makes the schedule depend on it, ``n_iter``. Resuming a checkpoint whose
+fingerprint differs would silently mix two runs, so it is refused (:func:`find_resumable`); a
+larger ``n_iter`` (without decay) continues training.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def fingerprint(train: Interactions, hyperparameters: dict[str, Any]) -> dict[st
     h.update(np.ascontiguousarray(train.item_ids, dtype=np.int64).tobytes())
     if train.weights is not None:
         h.update(np.ascontiguousarray(train.weights, dtype=np.float32).tobytes())
-    hp = {k: v for k, v in hyperparameters.items() if k not in _NOT_FINGERPRINTED}
+    skip = _NOT_FINGERPRINTED
+    if hyperparameters.get("lr_decay", "none") != "none":
+        skip = ("device",)  # the learning-rate schedule depends on n_iter: it must match too
+    hp = {k: v for k, v in hyperparameters.items() if k not in skip}
     return {"data_sha256": h.hexdigest(), "hyperparameters": hp}
 
 

@@ -429,3 +429,15 @@ def test_the_adapter_imports_neither_the_sdk_nor_boto3():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_with_lr_decay_a_checkpoint_of_another_n_iter_is_refused(tmp_path, small_csv):
+    from spotlight_sagemaker.core import PARAMS
+
+    if "lr_decay" not in PARAMS:
+        pytest.skip("this core has no lr_decay")
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    argv = FAST + ["--lr_decay", "linear", "--validation_fraction", "0"]
+    assert main(argv, environ(base)) == EXIT_OK  # n_iter=2
+    assert main(argv + ["--n_iter", "3"], environ(base)) == EXIT_USER_ERROR
+    assert "hyperparameter n_iter was 2 there and is 3 now" in failure(base)
