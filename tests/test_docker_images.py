@@ -273,7 +273,12 @@ def test_serving_image_command_serves_the_model_the_sdk_describes(
     base = tmp_path / "opt" / "ml"  # SageMaker extracts model.tar.gz into /opt/ml/model
     shutil.copytree(trained_model_dir, base / "model")
     port = free_port()
-    env.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port))
+    # one worker (SageMaker sets this from model_server_workers): two cores, and one is enough
+    env.update(
+        SAGEMAKER_BASE_DIR=str(base),
+        SAGEMAKER_BIND_TO_PORT=str(port),
+        SAGEMAKER_MODEL_SERVER_WORKERS="1",
+    )
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         # `docker run <image> serve` plus the one argument a test needs: bind to loopback only
