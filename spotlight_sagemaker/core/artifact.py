@@ -23,6 +23,7 @@ import torch
 from .. import __version__
 from .errors import ArtifactError
 from .idmap import IdMap
+from .trainer import make_optimizer
 
 if TYPE_CHECKING:
     from .factorization import ImplicitFactorizationModel
@@ -134,8 +135,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
     model._net = net.to(model.device).eval()
     model.seen = (arrays["seen_indptr"].astype(np.int64), arrays["seen_indices"].astype(np.int64))
     model.item_counts = arrays["item_counts"].astype(np.int64)
-    model._opt = torch.optim.Adam(model._net.parameters(), lr=hp["learning_rate"],
-                                  weight_decay=hp["l2"])
+    model._opt = make_optimizer(model._net.parameters(), model.hyperparameters)
     model._gen = torch.Generator(device=model.device).manual_seed(model.seed + model.epochs_trained)
     if config.get("has_optimizer_state"):
         _restore_optimizer(model, arrays)

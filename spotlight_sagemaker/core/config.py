@@ -45,6 +45,8 @@ PARAMS: dict[str, Param] = {
               max=2**63 - 1, nullable=True),
         Param("negative_sampling", str, "'uniform' (Spotlight) or 'unseen' (skip the user's "
               "positives)", choices=SAMPLERS),
+        Param("lr_decay", str, "'none' (Spotlight) or 'linear' (learning rate falls linearly "
+              "to 5% over n_iter epochs)", choices=("none", "linear")),
         Param("use_weights", bool, "weight each interaction's loss by its weight column"),
         Param("device", str, "where to train", choices=DEVICES),
     )
@@ -61,6 +63,7 @@ SPOTLIGHT_DEFAULTS: dict[str, Any] = {
     "num_negative_samples": 5,
     "random_state": None,
     "negative_sampling": "uniform",
+    "lr_decay": "none",
     "use_weights": False,
     "device": "auto",
 }
@@ -76,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "num_negative_samples": 5,
     "random_state": None,
     "negative_sampling": "unseen",
+    "lr_decay": "none",
     "use_weights": False,
     "device": "auto",
 }

@@ -24,7 +24,7 @@ from .idmap import IdMap
 from .interactions import Interactions
 from .network import BilinearNet
 from .ranking import mask_seen, top_k
-from .trainer import Trainer
+from .trainer import Trainer, make_optimizer
 
 logger = logging.getLogger("spotlight_sagemaker")
 
@@ -162,11 +162,7 @@ class ImplicitFactorizationModel:
             init_gen,
         ).to(self.device)
         self._gen = torch.Generator(device=self.device).manual_seed(self.seed + 1)
-        self._opt = torch.optim.Adam(
-            self._net.parameters(),
-            lr=self.hyperparameters["learning_rate"],
-            weight_decay=self.hyperparameters["l2"],
-        )
+        self._opt = make_optimizer(self._net.parameters(), self.hyperparameters)
         self.user_map, self.item_map = interactions.user_map, interactions.item_map
         self.epochs_trained = 0
         self.history = []
@@ -191,7 +187,7 @@ class ImplicitFactorizationModel:
         n = len(data)
         for _ in range(epochs):
             start = time.perf_counter()
-            loss = trainer.epoch()
+            loss = trainer.epoch(self.epochs_trained)
             secs = time.perf_counter() - start
             self.epochs_trained += 1
             stats = EpochStats(self.epochs_trained, loss, secs, n / max(secs, 1e-9))

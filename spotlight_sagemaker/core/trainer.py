@@ -26,6 +26,16 @@ _GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped 
 _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
 
 
+def make_optimizer(params, hyperparameters: dict) -> torch.optim.Optimizer:
+    """Spotlight's optimiser: Adam with ``weight_decay=l2`` (fused kernel where available)."""
+    params = list(params)
+    kwargs = {"lr": hyperparameters["learning_rate"], "weight_decay": hyperparameters["l2"]}
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # older torch or device without fused Adam
+        return torch.optim.Adam(params, **kwargs)
+
+
 class Trainer:
     """Runs epochs of one model over one set of interactions."""
 
@@ -59,11 +69,13 @@ class Trainer:
             self._prepare_grouped(data)
 
     # ------------------------------------------------------------------ one epoch
-    def epoch(self) -> float:
-        """Train one epoch; returns the mean per-interaction loss."""
+    def epoch(self, index: int = 0) -> float:
+        """Train epoch number ``index`` (0-based, counting every epoch the model has had);
+        returns the mean per-interaction loss."""
         self.net.train()
         total = torch.zeros((), device=self.dev)
         batches = self._grouped_batches() if self.grouped else self._interaction_batches()
+        self._set_learning_rate(index)
         for loss_vec, w in batches:
             if w is None:
                 loss = loss_vec.mean()
@@ -75,6 +87,14 @@ class Trainer:
             total += loss.detach() * len(loss_vec)
         self.net.eval()
         return float(total) / self.n
+
+    def _set_learning_rate(self, index: int) -> None:
+        """``lr_decay="linear"``: from ``learning_rate`` down to 5% of it over ``n_iter`` epochs."""
+        base = self.hp["learning_rate"]
+        if self.hp.get("lr_decay", "none") == "linear" and self.hp["n_iter"] > 0:
+            base *= max(0.05, 1.0 - index / self.hp["n_iter"])
+        for group in self.opt.param_groups:
+            group["lr"] = base
 
     # ------------------------------------------------------------------ per interaction
     def _interaction_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
