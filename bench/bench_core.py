@@ -37,8 +37,15 @@ METRICS = ("precision@10", "recall@10", "ndcg@10", "mrr", "coverage@10")
 
 
 def quality(train: Interactions, test: Interactions, seeds: int) -> list[dict]:
-    rows = [dict(model="popularity", config="train counts", train_s=0.0, ips=float("nan"),
-                 **evaluate(PopularityModel(train), test, train))]
+    rows = [
+        dict(
+            model="popularity",
+            config="train counts",
+            train_s=0.0,
+            ips=float("nan"),
+            **evaluate(PopularityModel(train), test, train),
+        )
+    ]
     for name, kwargs in (
         ("ours, Spotlight's defaults", {"preset": "spotlight"}),
         ("ours, defaults", {}),
@@ -54,8 +61,13 @@ def quality(train: Interactions, test: Interactions, seeds: int) -> list[dict]:
             r["ips"] = statistics.median(h.interactions_per_second for h in m.history)
             runs.append(r)
         cfg = {k: v for k, v in m.hyperparameters.items() if k not in ("random_state", "device")}
-        rows.append(dict(model=name, config=json.dumps(cfg),
-                         **{k: statistics.mean(r[k] for r in runs) for k in runs[0]}))
+        rows.append(
+            dict(
+                model=name,
+                config=json.dumps(cfg),
+                **{k: statistics.mean(r[k] for r in runs) for k in runs[0]},
+            )
+        )
     return rows
 
 
@@ -112,8 +124,12 @@ def scale_child(n: int) -> None:
 def scale(sizes: list[int]) -> list[dict]:
     out = []
     for n in sizes:
-        proc = subprocess.run([sys.executable, __file__, "--scale-child", str(n)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--scale-child", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     return out
 
@@ -130,32 +146,43 @@ def main() -> None:
         return
     data = Interactions.from_csv(args.data)
     train, test = random_train_test_split(data, 0.2, random_state=42)
-    print(f"data: {data!r}; train {len(train):,}, test {len(test):,}; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(
+        f"data: {data!r}; train {len(train):,}, test {len(test):,}; torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads\n"
+    )
     print("| model | P@10 | R@10 | NDCG@10 | MRR | cov@10 | train s | interactions/s |")
     print("|---|---|---|---|---|---|---|---|")
     rows = quality(train, test, args.seeds)
     for r in rows:
-        print(f"| {r['model']} | {r['precision@10']:.3f} | {r['recall@10']:.3f} | "
-              f"{r['ndcg@10']:.3f} | {r['mrr']:.3f} | {r['coverage@10']:.3f} | "
-              f"{r['train_s']:.2f} | {r['ips']:,.0f} |", flush=True)
+        print(
+            f"| {r['model']} | {r['precision@10']:.3f} | {r['recall@10']:.3f} | "
+            f"{r['ndcg@10']:.3f} | {r['mrr']:.3f} | {r['coverage@10']:.3f} | "
+            f"{r['train_s']:.2f} | {r['ips']:,.0f} |",
+            flush=True,
+        )
     for r in rows[1:]:
         print(f"\n{r['model']}: {r['config']}")
     ours, spot = throughput_d32(train)
-    print(f"\ntraining throughput at d=32: defaults {ours:,.0f}/s; Spotlight config "
-          f"{spot:,.0f}/s (interactions per second per epoch, median of 3 epochs)")
+    print(
+        f"\ntraining throughput at d=32: defaults {ours:,.0f}/s; Spotlight config "
+        f"{spot:,.0f}/s (interactions per second per epoch, median of 3 epochs)"
+    )
     fast, naive = topn_latency(train)
-    print(f"top-10 for all {train.num_users} users, seen items excluded: batched "
-          f"{fast:.1f} ms (median of 20); one user at a time {naive:.0f} ms")
+    print(
+        f"top-10 for all {train.num_users} users, seen items excluded: batched "
+        f"{fast:.1f} ms (median of 20); one user at a time {naive:.0f} ms"
+    )
     if not args.quick:
         print("\n| synthetic interactions | s/epoch | peak RSS MB |\n|---|---|---|")
         res = scale([5_000_000, 20_000_000])
         for r in res:
             print(f"| {r['n']:,} | {r['epoch_s']:.1f} | {r['peak_mb']:,.0f} |")
         a, b = res
-        print(f"memory growth 5M -> 20M: {b['peak_mb'] / a['peak_mb']:.2f}x for "
-              f"{b['n'] / a['n']:.1f}x interactions (users x items would be "
-              f"{140_000 * 27_000 * 4 / 2**20:,.0f} MB as float32)")
+        print(
+            f"memory growth 5M -> 20M: {b['peak_mb'] / a['peak_mb']:.2f}x for "
+            f"{b['n'] / a['n']:.1f}x interactions (users x items would be "
+            f"{140_000 * 27_000 * 4 / 2**20:,.0f} MB as float32)"
+        )
 
 
 if __name__ == "__main__":

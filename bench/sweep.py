@@ -27,10 +27,22 @@ from spotlight_sagemaker.core import (
 REPO = Path(__file__).resolve().parent.parent
 GRIDS = {
     "losses": [
-        dict(loss=loss, negative_sampling=ns, embedding_dim=d, n_iter=n, batch_size=bs,
-             learning_rate=lr, l2=l2)
+        dict(
+            loss=loss,
+            negative_sampling=ns,
+            embedding_dim=d,
+            n_iter=n,
+            batch_size=bs,
+            learning_rate=lr,
+            l2=l2,
+        )
         for loss, ns, d, n, bs, lr, l2 in itertools.product(
-            ["bpr", "adaptive_hinge", "softmax"], ["unseen"], [64], [20], [1024], [1e-2, 5e-3],
+            ["bpr", "adaptive_hinge", "softmax"],
+            ["unseen"],
+            [64],
+            [20],
+            [1024],
+            [1e-2, 5e-3],
             [0.0, 1e-5, 1e-4],
         )
     ],
@@ -63,8 +75,10 @@ def main() -> None:
             r = evaluate(m, val, fit)
             nd, p, mrr = nd + r["ndcg@10"], p + r["precision@10"], mrr + r["mrr"]
         s = args.seeds
-        print(f"| {json.dumps(cfg)} | {nd / s:.4f} | {p / s:.4f} | {mrr / s:.4f} | {secs / s:.2f} |",
-              flush=True)
+        print(
+            f"| {json.dumps(cfg)} | {nd / s:.4f} | {p / s:.4f} | {mrr / s:.4f} | {secs / s:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

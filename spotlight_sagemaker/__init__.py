@@ -27,8 +27,15 @@ _LAZY = {
 }
 
 __all__ = [
-    "ArtifactError", "DataError", "ImplicitFactorizationModel", "Interactions",
-    "SpotlightEstimator", "SpotlightModel", "SpotlightPredictor", "__version__", "evaluate",
+    "ArtifactError",
+    "DataError",
+    "ImplicitFactorizationModel",
+    "Interactions",
+    "SpotlightEstimator",
+    "SpotlightModel",
+    "SpotlightPredictor",
+    "__version__",
+    "evaluate",
     "random_train_test_split",
 ]
 

@@ -1,4 +1,4 @@
-"""The pickle-free artifact: identical recommendations after a round trip, clear errors otherwise."""
+"""The pickle-free artifact: identical recommendations after a round trip, clear errors."""
 
 from __future__ import annotations
 
@@ -59,8 +59,9 @@ def test_checkpoint_resumes_exactly_like_uninterrupted_training(data, tmp_path):
     resumed = ImplicitFactorizationModel.load(tmp_path, device="cpu")
     resumed.fit_partial(data, n_iter=1)
     assert resumed.epochs_trained == 3
-    assert np.allclose(resumed.score_users(np.arange(20)), straight.score_users(np.arange(20)),
-                       atol=1e-5)
+    assert np.allclose(
+        resumed.score_users(np.arange(20)), straight.score_users(np.arange(20)), atol=1e-5
+    )
 
 
 def test_save_replaces_atomically_and_leaves_no_temp_files(model, tmp_path):

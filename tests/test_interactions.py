@@ -102,7 +102,9 @@ def test_nan_ids_and_empty_arrays():
 
 
 def test_duplicate_policies():
-    first = Interactions.from_arrays(["a", "a", "b"], ["x", "x", "y"], [1, 2, 3], duplicates="first")
+    first = Interactions.from_arrays(
+        ["a", "a", "b"], ["x", "x", "y"], [1, 2, 3], duplicates="first"
+    )
     summed = Interactions.from_arrays(["a", "a", "b"], ["x", "x", "y"], [1, 2, 3], duplicates="sum")
     assert first.weights.tolist() == [1, 3] and summed.weights.tolist() == [3, 3]
     with pytest.raises(ValueError, match="duplicates must be one of"):

@@ -83,7 +83,7 @@ def test_recommends_unseen_items_of_the_users_group(model, data):
 def test_batch_equals_scalar(model, data):
     users = data.user_map.to_list()[::7]
     batch = model.recommend(users, n=8)
-    for b, u in zip(batch, users):
+    for b, u in zip(batch, users, strict=True):
         one = model.recommend(u, n=8)
         assert one.item_ids == b.item_ids
         assert np.allclose(one.scores, b.scores)
@@ -145,18 +145,24 @@ def test_seeded_runs_are_reproducible_and_fit_starts_fresh(data):
 def test_every_loss_learns_and_survives_a_batch_of_one(data, loss):
     # len(data) % batch_size == 1: the case that crashes Spotlight
     bs = len(data) - 1
-    m = ImplicitFactorizationModel(loss=loss, n_iter=2, batch_size=bs, random_state=0,
-                                   device="cpu")
+    m = ImplicitFactorizationModel(loss=loss, n_iter=2, batch_size=bs, random_state=0, device="cpu")
     m.fit(data)
     assert all(np.isfinite(h.loss) for h in m.history)
-    small = ImplicitFactorizationModel(loss=loss, n_iter=40, batch_size=64, random_state=0,
-                                       learning_rate=0.05, device="cpu").fit(data)
+    small = ImplicitFactorizationModel(
+        loss=loss, n_iter=40, batch_size=64, random_state=0, learning_rate=0.05, device="cpu"
+    ).fit(data)
     assert small.history[-1].loss < small.history[0].loss
 
 
 def test_sampled_softmax_on_a_large_catalogue(data):
-    m = ImplicitFactorizationModel(loss="softmax", n_iter=2, batch_size=1 << 20,
-                                   num_negative_samples=16, random_state=0, device="cpu")
+    m = ImplicitFactorizationModel(
+        loss="softmax",
+        n_iter=2,
+        batch_size=1 << 20,
+        num_negative_samples=16,
+        random_state=0,
+        device="cpu",
+    )
     m.fit(data)  # batch x items above the full-softmax limit: shared sampled negatives
     assert np.isfinite(m.history[-1].loss)
 
@@ -165,9 +171,16 @@ def test_weights_change_training_only_when_asked():
     users = ["a", "a", "b", "b"]
     items = ["x", "y", "x", "y"]
     heavy = Interactions.from_arrays(users, items, [100.0, 0.01, 100.0, 0.01])
-    m = ImplicitFactorizationModel(loss="bpr", n_iter=50, batch_size=4, random_state=1,
-                                   use_weights=True, negative_sampling="uniform",
-                                   learning_rate=0.05, device="cpu").fit(heavy)
+    m = ImplicitFactorizationModel(
+        loss="bpr",
+        n_iter=50,
+        batch_size=4,
+        random_state=1,
+        use_weights=True,
+        negative_sampling="uniform",
+        learning_rate=0.05,
+        device="cpu",
+    ).fit(heavy)
     x, y = heavy.item_map.get("x"), heavy.item_map.get("y")
     s = m.score_users(np.array([0]))[0]
     assert s[x] > s[y]

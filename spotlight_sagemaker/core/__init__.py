@@ -11,8 +11,22 @@ from .idmap import IdMap
 from .interactions import Interactions
 
 __all__ = [
-    "DEFAULTS", "PARAMS", "SPOTLIGHT_DEFAULTS", "ArtifactError", "DataError", "EpochStats", "IdMap",
-    "ImplicitFactorizationModel", "Interactions", "NotFittedError", "PopularityModel",
-    "Recommendation", "SpotlightError", "UnknownIdError", "coerce", "evaluate",
-    "random_train_test_split", "resolve",
+    "DEFAULTS",
+    "PARAMS",
+    "SPOTLIGHT_DEFAULTS",
+    "ArtifactError",
+    "DataError",
+    "EpochStats",
+    "IdMap",
+    "ImplicitFactorizationModel",
+    "Interactions",
+    "NotFittedError",
+    "PopularityModel",
+    "Recommendation",
+    "SpotlightError",
+    "UnknownIdError",
+    "coerce",
+    "evaluate",
+    "random_train_test_split",
+    "resolve",
 ]

@@ -9,6 +9,7 @@ names and renamed, so a crash never leaves a half-written artifact that looks co
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,8 +36,9 @@ ARRAYS_FILE = "spotlight-model.npz"
 _PARAMS = ("user_embeddings", "item_embeddings", "user_biases", "item_biases")
 
 
-def save_model(model: ImplicitFactorizationModel, path: str | os.PathLike, *,
-               include_optimizer: bool = False) -> None:
+def save_model(
+    model: ImplicitFactorizationModel, path: str | os.PathLike, *, include_optimizer: bool = False
+) -> None:
     """Write ``model`` into the folder ``path`` (created if needed)."""
     net = model._require()
     folder = Path(path)
@@ -91,8 +93,10 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{cfg_path} is not valid JSON (truncated?): {exc}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ArtifactError(f"{cfg_path} is not a spotlight-sagemaker model (format "
-                            f"{config.get('format') if isinstance(config, dict) else None!r})")
+        raise ArtifactError(
+            f"{cfg_path} is not a spotlight-sagemaker model (format "
+            f"{config.get('format') if isinstance(config, dict) else None!r})"
+        )
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ArtifactError(
@@ -123,8 +127,9 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
         ].shape[0] != len(model.item_map):
             raise ArtifactError("embedding shapes do not match the id lists")
         gen = torch.Generator()
-        net = BilinearNet(len(model.user_map), len(model.item_map),
-                          arrays["user_embeddings"].shape[1], gen)
+        net = BilinearNet(
+            len(model.user_map), len(model.item_map), arrays["user_embeddings"].shape[1], gen
+        )
         with torch.no_grad():
             for name in _PARAMS:
                 getattr(net, name).copy_(torch.from_numpy(arrays[name]))
@@ -169,15 +174,17 @@ def _read_arrays(folder: Path, config: dict[str, Any]) -> dict[str, np.ndarray]:
     if not npz_path.is_file():
         raise ArtifactError(f"{npz_path} not found")
     if config.get("arrays_sha256") != _sha256(npz_path):
-        raise ArtifactError(f"{npz_path} does not match its checksum in {CONFIG_FILE} "
-                            "(truncated or replaced)")
+        raise ArtifactError(
+            f"{npz_path} does not match its checksum in {CONFIG_FILE} (truncated or replaced)"
+        )
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise ArtifactError(f"{npz_path} cannot be read: {exc}") from None
-    missing = [k for k in (*_PARAMS, "seen_indptr", "seen_indices", "item_counts")
-               if k not in arrays]
+    missing = [
+        k for k in (*_PARAMS, "seen_indptr", "seen_indices", "item_counts") if k not in arrays
+    ]
     if missing:
         raise ArtifactError(f"{npz_path} lacks arrays {missing}")
     return arrays
@@ -206,7 +213,6 @@ def _restore_optimizer(model: ImplicitFactorizationModel, arrays: dict[str, np.n
         if state:
             model._opt.state[param] = state
     if "rng_state" in arrays:
-        try:
+        # an RNG state of another device type does not fit: keep the derived seed then
+        with contextlib.suppress(RuntimeError):
             model._gen.set_state(torch.from_numpy(np.array(arrays["rng_state"])))
-        except RuntimeError:
-            pass  # RNG state of another device type: keep the derived seed

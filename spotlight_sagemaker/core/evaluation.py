@@ -46,7 +46,10 @@ class PopularityModel:
 
 
 def evaluate(
-    model: Scorer, test: Interactions, train: Interactions | None = None, k: int = 10,
+    model: Scorer,
+    test: Interactions,
+    train: Interactions | None = None,
+    k: int = 10,
     block: int = 1024,
 ) -> dict[str, float]:
     """precision@k, recall@k, ndcg@k, mrr and coverage@k of ``model`` on ``test``.

@@ -194,7 +194,10 @@ class ImplicitFactorizationModel:
             self.history.append(stats)
             logger.info(
                 "epoch %d loss %.6f time %.3fs throughput %.0f interactions/s",
-                stats.epoch, stats.loss, stats.seconds, stats.interactions_per_second,
+                stats.epoch,
+                stats.loss,
+                stats.seconds,
+                stats.interactions_per_second,
             )
             if callback is not None:
                 callback(stats)
@@ -284,11 +287,12 @@ class ImplicitFactorizationModel:
         ids = self.item_map.ids
         out: list[Recommendation] = []
         row = 0
-        for raw, ok in zip(raws, known):
+        for raw, ok in zip(raws, known, strict=True):
             if ok:
                 keep = top_i[row] >= 0
-                out.append(Recommendation(raw, ids[top_i[row][keep]].tolist(),
-                                          top_s[row][keep].tolist()))
+                out.append(
+                    Recommendation(raw, ids[top_i[row][keep]].tolist(), top_s[row][keep].tolist())
+                )
                 row += 1
             elif unknown == "popular":
                 out.append(self._popular(raw, n))
@@ -330,11 +334,14 @@ class ImplicitFactorizationModel:
         top_i, top_s = top_k(scores, min(int(n), self.num_items))
         out: list[Recommendation] = []
         row = 0
-        for raw, ok in zip(raws, known):
+        for raw, ok in zip(raws, known, strict=True):
             if ok:
                 keep = top_i[row] >= 0
-                out.append(Recommendation(raw, self.item_map.ids[top_i[row][keep]].tolist(),
-                                          top_s[row][keep].tolist()))
+                out.append(
+                    Recommendation(
+                        raw, self.item_map.ids[top_i[row][keep]].tolist(), top_s[row][keep].tolist()
+                    )
+                )
                 row += 1
             elif unknown == "popular":
                 out.append(self._popular(raw, n))

@@ -111,9 +111,7 @@ class Interactions:
         users = _as_id_strings(user_ids, USER_COLUMN, source)
         items = _as_id_strings(item_ids, ITEM_COLUMN, source)
         if len(users) != len(items):
-            raise DataError(
-                f"{len(users)} user ids but {len(items)} item ids", source=source
-            )
+            raise DataError(f"{len(users)} user ids but {len(items)} item ids", source=source)
         if len(users) == 0:
             raise DataError("no interactions (empty input)", source=source)
         w = _as_numeric(weights, "weight", source, np.float32)
@@ -215,6 +213,7 @@ class Interactions:
                 weights += w
             if t is not None:
                 stamps += t
+
         def locate(row: int) -> str:
             f = int(np.searchsorted(file_starts, row, side="right")) - 1
             return f"{files[f]} line {line_of[row]}"
@@ -286,8 +285,9 @@ def _float(value: str, source: str, line: int, column: str) -> float:
     try:
         return float(value)
     except ValueError:
-        raise DataError(f"value {value!r} is not a number", source=source, line=line,
-                        column=column) from None
+        raise DataError(
+            f"value {value!r} is not a number", source=source, line=line, column=column
+        ) from None
 
 
 def _read_csv_file(
@@ -300,12 +300,16 @@ def _read_csv_file(
             try:
                 header = next(reader)
             except StopIteration:
-                raise DataError("file is empty (expected a header user_id,item_id)", source=src)
+                raise DataError(
+                    "file is empty (expected a header user_id,item_id)", source=src
+                ) from None
             cols = [h.strip().lower() for h in header]
             for want in (USER_COLUMN, ITEM_COLUMN):
                 if want not in cols:
                     raise DataError(
-                        f"missing column in the header line {header!r}", source=src, line=1,
+                        f"missing column in the header line {header!r}",
+                        source=src,
+                        line=1,
                         column=want,
                     )
             ui, ii = cols.index(USER_COLUMN), cols.index(ITEM_COLUMN)
@@ -329,7 +333,9 @@ def _read_csv_file(
                 u, i = row[ui].strip(), row[ii].strip()
                 if not u or not i:
                     raise DataError(
-                        "blank id", source=src, line=reader.line_num,
+                        "blank id",
+                        source=src,
+                        line=reader.line_num,
                         column=USER_COLUMN if not u else ITEM_COLUMN,
                     )
                 users.append(u)
@@ -355,8 +361,9 @@ def _as_id_strings(values: Any, column: str, source: str) -> np.ndarray:
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr)
         if bad.any():
-            raise DataError(f"NaN id at row {int(np.flatnonzero(bad)[0])}", source=source,
-                            column=column)
+            raise DataError(
+                f"NaN id at row {int(np.flatnonzero(bad)[0])}", source=source, column=column
+            )
         if np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
     if arr.dtype.kind == "O":
@@ -368,8 +375,9 @@ def _as_id_strings(values: Any, column: str, source: str) -> np.ndarray:
         out = np.char.strip(out)
         blank = out == ""
         if blank.any():
-            raise DataError(f"blank id at row {int(np.flatnonzero(blank)[0])}", source=source,
-                            column=column)
+            raise DataError(
+                f"blank id at row {int(np.flatnonzero(blank)[0])}", source=source, column=column
+            )
     return out
 
 
@@ -381,8 +389,9 @@ def _as_numeric(values: Any, column: str, source: str, dtype: type) -> np.ndarra
     except (TypeError, ValueError):
         raise DataError("values are not numbers", source=source, column=column) from None
     if arr.ndim != 1:
-        raise DataError(f"must be one-dimensional, got shape {arr.shape}", source=source,
-                        column=column)
+        raise DataError(
+            f"must be one-dimensional, got shape {arr.shape}", source=source, column=column
+        )
     return arr
 
 
@@ -390,8 +399,11 @@ def _index(idmap: IdMap, raws: np.ndarray, column: str, source: str, where) -> n
     idx = idmap.lookup(raws)
     if (idx < 0).any():
         n = int(np.flatnonzero(idx < 0)[0])
-        raise DataError(f"id {str(raws[n])!r} is not in the given vocabulary ({where(n)})",
-                        source=source, column=column)
+        raise DataError(
+            f"id {str(raws[n])!r} is not in the given vocabulary ({where(n)})",
+            source=source,
+            column=column,
+        )
     return idx
 
 

@@ -27,9 +27,9 @@ def mask_seen(
     """Set the scores of seen items to -inf, in place."""
     rows, cols = seen_coordinates(indptr, indices, users)
     if len(rows):
-        scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = (
-            float("-inf")
-        )
+        scores[
+            torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)
+        ] = float("-inf")
 
 
 def top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:

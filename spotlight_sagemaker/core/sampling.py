@@ -48,9 +48,7 @@ class NegativeSampler:
                 self._keys = torch.from_numpy(keys).to(device)
 
     def _draw(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randint(
-            0, self.num_items, shape, generator=self.generator, device=self.device
-        )
+        return torch.randint(0, self.num_items, shape, generator=self.generator, device=self.device)
 
     def sample(self, users: torch.Tensor, per_user: int | None = None) -> torch.Tensor:
         """Negatives for ``users``: shape ``[batch]`` or ``[per_user, batch]``."""

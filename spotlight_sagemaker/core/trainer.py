@@ -5,7 +5,7 @@ negative per positive (``num_negative_samples`` for adaptive_hinge). ``softmax``
 positive against every item; when users x items is small enough it groups a batch's
 interactions by user, so each user's logits over the catalogue are computed once per step
 (the same objective as per-interaction softmax, at a fraction of the cost); otherwise it uses
-``num_negative_samples`` uniform negatives shared by the batch (sampled softmax).
+``max(num_negative_samples, 1024)`` uniform negatives shared by the batch (sampled softmax).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .sampling import NegativeSampler
 LossFn = Callable[..., torch.Tensor]
 _GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped full softmax
 _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
+_SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
 
 
 def make_optimizer(params, hyperparameters: dict) -> torch.optim.Optimizer:
@@ -49,7 +50,11 @@ class Trainer:
         device: torch.device,
     ) -> None:
         self.net, self.opt, self.hp, self.gen, self.dev = (
-            net, optimizer, hyperparameters, generator, device
+            net,
+            optimizer,
+            hyperparameters,
+            generator,
+            device,
         )
         self.n = len(data)
         self.users = torch.from_numpy(data.user_ids).to(device)
@@ -58,8 +63,12 @@ class Trainer:
         if hyperparameters["use_weights"] and data.weights is not None:
             self.weights = torch.from_numpy(data.weights.astype(np.float32)).to(device)
         self.sampler = NegativeSampler(
-            data.num_items, hyperparameters["negative_sampling"], generator, device,
-            data.user_ids, data.item_ids,
+            data.num_items,
+            hyperparameters["negative_sampling"],
+            generator,
+            device,
+            data.user_ids,
+            data.item_ids,
         )
         self.grouped = (
             hyperparameters["loss"] == "softmax"
@@ -77,10 +86,7 @@ class Trainer:
         batches = self._grouped_batches() if self.grouped else self._interaction_batches()
         self._set_learning_rate(index)
         for loss_vec, w in batches:
-            if w is None:
-                loss = loss_vec.mean()
-            else:
-                loss = (loss_vec * w).sum() / w.sum().clamp_min(1e-12)
+            loss = loss_vec.mean() if w is None else (loss_vec * w).sum() / w.sum().clamp_min(1e-12)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -116,7 +122,10 @@ class Trainer:
         if name == "adaptive_hinge":
             k = self.hp["num_negative_samples"]
             return lambda u, i: L.adaptive_hinge(net(u, i), net(u, sampler.sample(u, k)))
-        shared = min(self.hp["num_negative_samples"], net.item_biases.shape[0])
+        shared = min(
+            max(self.hp["num_negative_samples"], _SAMPLED_SOFTMAX_MIN_NEGATIVES),
+            net.item_biases.shape[0],
+        )
 
         def sampled_softmax(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             cand = sampler.shared(shared)
@@ -158,8 +167,8 @@ class Trainer:
             w = None
             if self.row_weights is not None:
                 pos = np.repeat(self.indptr[batch], counts[lo:hi]) + (
-                    np.arange(len(rows)) - np.repeat(np.cumsum(counts[lo:hi]) - counts[lo:hi],
-                                                     counts[lo:hi])
+                    np.arange(len(rows))
+                    - np.repeat(np.cumsum(counts[lo:hi]) - counts[lo:hi], counts[lo:hi])
                 )
                 w = self.row_weights[torch.from_numpy(pos).to(self.dev)]
             yield loss_vec, w
