@@ -388,12 +388,17 @@ def test_holdout_is_reproducible_and_the_vocabulary_is_the_training_parts(tmp_pa
 
 
 def test_docs_list_every_hyperparameter_and_metric():
-    from spotlight_sagemaker.core import PARAMS
+    from spotlight_sagemaker.core import DEFAULTS, PARAMS, SPOTLIGHT_DEFAULTS
     from spotlight_sagemaker.metrics import METRIC_DEFINITIONS
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
     for name in [*PARAMS, *OPTIONS]:
         assert f"| `{name}` |" in doc, name
+    for name in PARAMS:  # the model table states today's defaults: keep it true
+        row = next(r for r in doc.splitlines() if r.startswith(f"| `{name}` |"))
+        cells = [c.strip() for c in row.split("|")[2:4]]
+        want = [str(d[name]).lower() for d in (DEFAULTS, SPOTLIGHT_DEFAULTS)]
+        assert cells == want, f"docs/training.md row {name}: {cells}, core says {want}"
     for d in METRIC_DEFINITIONS:
         assert d["Name"] in doc, d["Name"]
 
