@@ -8,6 +8,9 @@ bash scripts/bootstrap.sh
 . "${VENV:-.venv}/bin/activate"
 export SAGEMAKER_SUPPRESS_V2_WARNING=1
 export PYTHONDONTWRITEBYTECODE=1
+# One torch thread per process: the suite runs model servers and training subprocesses beside
+# pytest on a 2-core machine, and oversubscribed OpenMP threads slow everything down many times.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 echo "== ruff" >&2
 ruff check .
 ruff format --check .

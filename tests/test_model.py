@@ -43,7 +43,9 @@ def data() -> Interactions:
 
 @pytest.fixture(scope="module")
 def fresh(data) -> ImplicitFactorizationModel:
-    return ImplicitFactorizationModel(n_iter=30, random_state=7, device="cpu").fit(data)
+    return ImplicitFactorizationModel(n_iter=30, batch_size=128, random_state=7, device="cpu").fit(
+        data
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,9 @@ def reloaded(fresh, tmp_path_factory) -> ImplicitFactorizationModel:
 def on_cuda(data) -> ImplicitFactorizationModel:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    return ImplicitFactorizationModel(n_iter=30, random_state=7, device="cuda").fit(data)
+    return ImplicitFactorizationModel(n_iter=30, batch_size=128, random_state=7, device="cuda").fit(
+        data
+    )
 
 
 @pytest.fixture(params=["fresh", "reloaded", "on_cuda"])
