@@ -202,7 +202,7 @@ def _run_toolkit(
     definitions = (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
     patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
     latest: dict[str, dict[str, Any]] = {}
-    tail: deque = deque(maxlen=20)
+    tail: deque = deque(maxlen=60)
     limit = (request.get("StoppingCondition") or {}).get(
         "MaxRuntimeInSeconds", _DEFAULT_MAX_RUNTIME
     )
@@ -260,8 +260,18 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 def _failure_reason(base: Path, code: int, tail: deque) -> str:
+    """``AlgorithmError: <failure file>``, plus the script's own error lines from the log when
+    the toolkit replaced the script's reason with its generic ExecuteUserScriptError."""
     failure = base / "output" / "failure"
     text = failure.read_text(errors="replace").strip() if failure.is_file() else ""
+    if not text or "ExecuteUserScriptError" in text:
+        errors = [
+            line.strip()
+            for line in tail
+            if ("Error" in line or "failed" in line) and "sagemaker-training-toolkit" not in line
+        ]
+        if errors:
+            text = " | ".join(errors[-3:]) + ("\n" + text if text else "")
     if not text:
         text = f"training exited with code {code}; last log lines:\n" + "\n".join(list(tail)[-5:])
     return ("AlgorithmError: " + text)[:FAILURE_REASON_CHARS]

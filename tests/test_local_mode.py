@@ -1,0 +1,348 @@
+"""The embedded local mode: fit -> transform -> deploy/predict -> delete, with no AWS at all.
+
+The end-to-end tests run the real sagemaker-training toolkit and Multi Model Server (Java) on
+this machine, with every AWS_* variable removed and the AWS config/credential files pointed at
+empty files, so any AWS call would fail for lack of credentials.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sagemaker")
+
+from botocore.exceptions import ClientError  # noqa: E402
+from sagemaker.exceptions import UnexpectedStatusException  # noqa: E402
+
+from spotlight_sagemaker.local import local_session  # noqa: E402
+from spotlight_sagemaker.local.session import EmbeddedLocalSession  # noqa: E402
+from spotlight_sagemaker.local.transform_job import (  # noqa: E402
+    MB,
+    TransformFailed,
+    batches,
+    plan_transform,
+    read_records,
+    run_transform,
+)
+from spotlight_sagemaker.local.workflow import load_artifact, read_transform_output  # noqa: E402
+
+SEED_REQUESTS = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}\n'
+HPS = {"n_iter": 2, "embedding_dim": 16, "random_state": 7, "validation_fraction": 0}
+
+
+@pytest.fixture(scope="module")
+def no_aws(tmp_path_factory):
+    """An environment where no AWS credentials or config can be found."""
+    empty = tmp_path_factory.mktemp("aws")
+    (empty / "config").write_text("")
+    (empty / "credentials").write_text("")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            mp.delenv(name)
+        mp.setenv("AWS_CONFIG_FILE", str(empty / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+        mp.delenv("SPOTLIGHT_LOCAL_MODE", raising=False)
+        import boto3
+
+        assert boto3.Session().get_credentials() is None
+        yield
+
+
+@pytest.fixture(scope="module")
+def session(no_aws, tmp_path_factory):
+    return local_session("local", root=tmp_path_factory.mktemp("spotlight-local"))
+
+
+@pytest.fixture(scope="module")
+def requests_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("requests") / "requests.jsonl"
+    path.write_bytes(SEED_REQUESTS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def estimator(session, ml100k_csv):
+    from spotlight_sagemaker import SpotlightEstimator
+
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=session, **HPS)
+    est.fit(str(ml100k_csv))
+    return est
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _rated(ml100k_csv: Path) -> dict[str, set[str]]:
+    rated: dict[str, set[str]] = {}
+    with open(ml100k_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            rated.setdefault(row["user_id"], set()).add(row["item_id"])
+    return rated
+
+
+# ---------------------------------------------------------------------- session selection
+def test_local_session_kinds(no_aws, monkeypatch, tmp_path):
+    assert isinstance(local_session("local", root=tmp_path), EmbeddedLocalSession)
+    assert isinstance(local_session("local_gpu", root=tmp_path), EmbeddedLocalSession)
+    monkeypatch.setenv("SPOTLIGHT_LOCAL_MODE", "docker")
+    assert local_session("local") is None
+    monkeypatch.setenv("SPOTLIGHT_LOCAL_MODE", "podman")
+    with pytest.raises(ValueError, match="SPOTLIGHT_LOCAL_MODE must be one of"):
+        local_session("local")
+    with pytest.raises(ValueError, match="instance_type must be one of"):
+        local_session("ml.m5.xlarge")
+
+
+def test_estimator_picks_the_embedded_session(no_aws, monkeypatch, tmp_path):
+    from spotlight_sagemaker import SpotlightEstimator
+
+    monkeypatch.setenv("SPOTLIGHT_LOCAL_DIR", str(tmp_path))
+    est = SpotlightEstimator(instance_type="local", n_iter=1)
+    assert isinstance(est.sagemaker_session, EmbeddedLocalSession)
+    assert est.sagemaker_session.local_root == tmp_path.resolve()
+    assert est.sagemaker_session.sagemaker_config["SageMaker"]["PythonSDK"]["Modules"][
+        "TelemetryOptOut"
+    ]
+
+
+# ---------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_fit_leaves_model_tar_gz_where_model_data_says(estimator, session):
+    uri = estimator.model_data
+    assert uri.startswith("file://")
+    path = Path(uri[len("file://") :])
+    job = estimator.latest_training_job.name
+    assert path == session.local_root / job / "output" / "model.tar.gz"
+    with tarfile.open(path) as tar:
+        names = set(tar.getnames())
+    assert {"spotlight-model.json", "spotlight-model.npz"} <= names
+    desc = session.sagemaker_client.describe_training_job(TrainingJobName=job)
+    assert desc["TrainingJobStatus"] == "Completed"
+    assert json.loads(desc["HyperParameters"]["n_iter"]) == 2  # JSON-encoded, as sent to AWS
+    assert desc["HyperParameters"]["sagemaker_program"] == '"train.py"'
+    metrics = {m["MetricName"]: m["Value"] for m in desc["FinalMetricDataList"]}
+    assert metrics["train:loss"] > 0
+    model = load_artifact(path)
+    assert model.epochs_trained == 2 and model.hyperparameters["embedding_dim"] == 16
+
+
+@pytest.mark.slow
+def test_transform_then_deploy_predict_delete(estimator, session, requests_file, ml100k_csv):
+    transformer = estimator.transformer(instance_type="local")
+    transformer.transform(str(requests_file), wait=True)
+    out = session.local_path(transformer.output_path) / "requests.jsonl.out"
+    data = out.read_bytes()
+    assert data.endswith(b"\n") and not data.endswith(b"\n\n")  # one response + AssembleWith
+    rows = read_transform_output(out)
+    assert [r.user_id for r in rows] == ["685"] * 5 + ["302"] * 5
+    rated = _rated(ml100k_csv)
+    for user in ("685", "302"):
+        mine = [r for r in rows if r.user_id == user]
+        assert [r.score for r in mine] == sorted((r.score for r in mine), reverse=True)
+        assert not {r.item_id for r in mine} & rated[user]
+    expected = load_artifact(estimator.model_data).recommend(["685", "302"], n=5)
+    assert [r.item_id for r in rows] == [str(i) for rec in expected for i in rec.item_ids]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    with tarfile.open(estimator.model_data[len("file://") :]) as tar:  # repacked for serving
+        names = set(tar.getnames())
+    assert {"code/inference.py", "code/spotlight_sagemaker/core/factorization.py"} <= names
+
+    predictor = estimator.deploy(initial_instance_count=1, instance_type="local")
+    desc = session.sagemaker_client.describe_endpoint(EndpointName=predictor.endpoint_name)
+    pid = desc["ServerPid"]
+    assert desc["EndpointStatus"] == "InService" and desc["EndpointUrl"].startswith(
+        "http://127.0.0.1:"
+    )
+    try:
+        got = predictor.recommend(["685", "302"], top_n=5)
+        assert [(r.user_id, r.item_id) for r in got] == [(r.user_id, r.item_id) for r in rows]
+        with pytest.raises(ClientError, match=r"\(400\).*top_n"):
+            predictor.predict('{"user_id": "685", "top_n": "many"}')
+    finally:
+        predictor.delete_endpoint()
+    assert not _pid_alive(pid)
+    with pytest.raises(ClientError, match="Could not find endpoint"):
+        session.sagemaker_client.describe_endpoint(EndpointName=predictor.endpoint_name)
+
+
+@pytest.mark.slow
+def test_malformed_requests_fail_the_job_and_write_nothing(estimator, session, tmp_path):
+    requests = tmp_path / "in" / "bad.jsonl"
+    requests.parent.mkdir()
+    requests.write_bytes(b'{"user_id": "685", "top_n": "5"}\n{"user_id": 685, "top_n": \n')
+    out = tmp_path / "out"
+    transformer = estimator.transformer(instance_type="local", output_path=f"file://{out}")
+    with pytest.raises(UnexpectedStatusException, match=r"bad.jsonl.*HTTP 400.*line 2"):
+        transformer.transform(str(requests), wait=True)
+    assert not list(out.rglob("*"))  # no .out, no staging folder
+    desc = session.sagemaker_client.describe_transform_job(
+        TransformJobName=transformer.latest_transform_job.name
+    )
+    assert desc["TransformJobStatus"] == "Failed"
+
+
+# ---------------------------------------------------------------------- bad inputs
+def test_missing_training_file_fails_before_any_job(session, tmp_path):
+    from spotlight_sagemaker import SpotlightEstimator
+
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=session, n_iter=1)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        est.fit(str(tmp_path / "nope.csv"))
+
+
+def test_empty_channel_is_a_client_error(session, tmp_path):
+    from spotlight_sagemaker import SpotlightEstimator
+
+    (tmp_path / "empty").mkdir()
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=session, n_iter=1)
+    with pytest.raises(
+        UnexpectedStatusException, match="ClientError: channel 'training'.*no files"
+    ):
+        est.fit(str(tmp_path / "empty"))
+    assert not (session.local_root / est.latest_training_job.name).exists()
+
+
+@pytest.mark.slow
+def test_bad_training_data_reports_the_failure_file(session, tmp_path):
+    from spotlight_sagemaker import SpotlightEstimator
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item\n1,2\n")
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=session, n_iter=1)
+    with pytest.raises(UnexpectedStatusException, match="AlgorithmError: .*user_id"):
+        est.fit(str(bad))
+    job = est.latest_training_job.name
+    assert not (session.local_root / job / "output" / "model.tar.gz").exists()
+
+
+def test_missing_transform_input_and_foreign_bucket(session, tmp_path):
+    request = {
+        "TransformJobName": "t",
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": f"file://{tmp_path}/missing.jsonl",
+                }
+            },
+            "ContentType": "application/jsonlines",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": f"file://{tmp_path}/out"},
+    }
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        plan_transform(request, session.local_root)
+    request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] = "s3://someone/x"
+    with pytest.raises(ValueError, match="local files only"):
+        plan_transform(request, session.local_root)
+
+
+@pytest.mark.slow
+def test_deploy_without_java_says_what_to_install(estimator, session, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UnexpectedStatusException, match="needs Java 11 or newer.*openjdk"):
+        estimator.deploy(initial_instance_count=1, instance_type="local")
+
+
+# ---------------------------------------------------------------------- batching semantics
+class _Recorder:
+    """Stands in for the model server: records bodies, answers one CSV row per record."""
+
+    def __init__(self, fail_on: bytes | None = None, status: int = 400) -> None:
+        self.bodies: list[bytes] = []
+        self.fail_on, self.status = fail_on, status
+
+    def invoke(self, body, content_type, accept, timeout):
+        self.bodies.append(body)
+        if self.fail_on is not None and self.fail_on in body:
+            return self.status, b"bad record", "text/plain"
+        lines = body.splitlines()
+        return 200, b"\n".join(b"r," + line for line in lines), "text/csv"
+
+
+def test_multirecord_packs_records_up_to_the_payload_limit():
+    records = [b"x" * 400_000 for _ in range(40)]
+    out = list(batches(iter(records), "MultiRecord", 6 * MB, "f"))
+    assert [len(b) for _, _, b in out][0] <= 6 * MB
+    assert sum(last - first + 1 for first, last, _ in out) == 40
+    assert [(f, la) for f, la, _ in out] == [(1, 15), (16, 30), (31, 40)]
+    assert out[0][2] == b"\n".join(records[:15])
+    assert [b for _, _, b in batches(iter([b"a", b"b"]), "SingleRecord", MB, "f")] == [b"a", b"b"]
+
+
+def test_a_record_over_the_limit_is_an_error():
+    with pytest.raises(TransformFailed, match="record 2 is 1,048,577 bytes"):
+        list(batches(iter([b"a", b"x" * (MB + 1)]), "MultiRecord", MB, "f"))
+
+
+def test_records_skip_blank_lines_and_read_gzip(tmp_path):
+    f = tmp_path / "r.jsonl.gz"
+    f.write_bytes(gzip.compress(b'{"a": 1}\n\n  \r\n{"b": 2}'))
+    assert list(read_records(f, "Line", True)) == [b'{"a": 1}', b'{"b": 2}']
+    assert list(read_records(f, None, True)) == [b'{"a": 1}\n\n  \r\n{"b": 2}']
+
+
+def _plan(tmp_path, **extra):
+    request = {
+        "TransformJobName": "job",
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{tmp_path}/in"}
+            },
+            "ContentType": "application/jsonlines",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": f"file://{tmp_path}/out",
+            "AssembleWith": "Line",
+            "Accept": "text/csv",
+        },
+        **extra,
+    }
+    return plan_transform(request, tmp_path)
+
+
+def test_one_out_file_per_input_file_with_assemble_line(tmp_path):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"1\n2\n3\n")
+    (tmp_path / "in" / "sub" / "b.jsonl").write_bytes(b"4\n")
+    server = _Recorder()
+    run_transform(_plan(tmp_path, BatchStrategy="SingleRecord"), server)
+    assert (tmp_path / "out" / "a.jsonl.out").read_bytes() == b"r,1\nr,2\nr,3\n"
+    assert (tmp_path / "out" / "sub" / "b.jsonl.out").read_bytes() == b"r,4\n"
+    run_transform(_plan(tmp_path, BatchStrategy="MultiRecord"), server)
+    assert (tmp_path / "out" / "a.jsonl.out").read_bytes() == b"r,1\nr,2\nr,3\n"
+    assert server.bodies[-2:] == [b"1\n2\n3", b"4"]
+
+
+def test_a_failing_request_leaves_no_output_at_all(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"1\n2\n")
+    (tmp_path / "in" / "b.jsonl").write_bytes(b"3\nboom\n")
+    server = _Recorder(fail_on=b"boom")
+    with pytest.raises(TransformFailed, match=r"b.jsonl, records 2-2: HTTP 400: bad record"):
+        run_transform(_plan(tmp_path, BatchStrategy="SingleRecord"), server)
+    assert list((tmp_path / "out").iterdir()) == []  # a.jsonl.out was not published either
+
+
+def test_server_errors_are_retried_then_fail(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b"boom\n")
+    server = _Recorder(fail_on=b"boom", status=500)
+    with pytest.raises(TransformFailed, match="HTTP 500"):
+        run_transform(_plan(tmp_path, ModelClientConfig={"InvocationsMaxRetries": 2}), server)
+    assert len(server.bodies) == 3
