@@ -64,8 +64,9 @@ def bench_handler(model_dir: Path, users: int, top_n: int, repeats: int, naive_u
 
     served = inference.model_fn(str(model_dir))
     body = bytearray(_request(served.model, users, top_n))
-    stages = {"decode": [], "predict": [], "encode": [], "total": []}
+    stages = {"decode": [], "predict": [], "encode": [], "total": [], "cpu": []}
     for _ in range(repeats + 1):  # first run warms up
+        c0 = time.process_time()
         t0 = time.perf_counter()
         q = inference.input_fn(body, "application/jsonlines")
         t1 = time.perf_counter()
@@ -73,14 +74,15 @@ def bench_handler(model_dir: Path, users: int, top_n: int, repeats: int, naive_u
         t2 = time.perf_counter()
         out, _ = inference.output_fn(r, "text/csv")
         t3 = time.perf_counter()
-        for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+        c3 = time.process_time()
+        for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, c3 - c0), strict=True):
             stages[k].append(v)
     stages = {k: v[1:] for k, v in stages.items()}
     assert out.count(b"\n") + 1 == users * top_n, "unexpected number of CSV rows"
     small = bytes(body).split(b"\n")[:naive_users]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     naive_out = _naive(served.model, b"\n".join(small))
-    naive_s = time.perf_counter() - t0
+    naive_s, naive_cpu = time.perf_counter() - t0, time.process_time() - c0
     fast_small, _ = inference.output_fn(
         inference.predict_fn(
             inference.input_fn(b"\n".join(small), "application/jsonlines"), served
@@ -90,7 +92,7 @@ def bench_handler(model_dir: Path, users: int, top_n: int, repeats: int, naive_u
     same = [r.split(b",")[:2] for r in fast_small.split(b"\n")] == [
         r.split(b",")[:2] for r in naive_out.split(b"\n")
     ]
-    return stages, naive_users / naive_s, same, served.model
+    return stages, (naive_users / naive_s, naive_users / naive_cpu), same, served.model
 
 
 def _client(host, port, method, path, body, headers, stop_at, max_requests, out, errors):
@@ -199,9 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level")
     parser.add_argument("--max-requests", type=int, default=20_000, help="per load level")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads in-process (default torch's own; the server uses 1 per worker)",
+    )
     parser.add_argument("--skip-server", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    if args.threads:
+        os.environ["SPOTLIGHT_TORCH_THREADS"] = str(args.threads)
 
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,9 +226,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.perf_counter() - t0:.0f} s",
                 flush=True,
             )
+        import torch
+
         stages, naive_ups, same, model = bench_handler(
             model_dir, args.users, args.top_n, args.repeats, args.naive_users
         )
+        threads = torch.get_num_threads()
+        os.environ.pop("SPOTLIGHT_TORCH_THREADS", None)  # the launcher sets CPUs / workers
         server = (
             []
             if args.skip_server
@@ -236,10 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     load1 = os.getloadavg()
 
     best, med = min(stages["total"]), statistics.median(stages["total"])
+    cpu = statistics.median(stages.pop("cpu"))
+    naive_ups, naive_cpu_ups = naive_ups
     print(
         f"\nmodel: {model.num_users} users x {model.num_items} items, dim "
         f"{model.hyperparameters['embedding_dim']}; CPUs {os.cpu_count()}; "
-        f"load average {load0[0]:.1f} -> {load1[0]:.1f}; python {sys.version.split()[0]}"
+        f"load average {load0[0]:.1f} -> {load1[0]:.1f}; python {sys.version.split()[0]}; "
+        f"torch threads in-process {threads}"
     )
     print(
         f"\n1. handler in-process: {args.users:,} records (one MultiRecord request), "
@@ -257,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'naive, one user at a time':<34}{naive_ups:>12,.0f}"
         f"{args.users / naive_ups * 1e3:>12.1f}{'baseline':>12}"
+    )
+    print(
+        f"per CPU-second of this process (robust to other load): batched "
+        f"{args.users / cpu:,.0f} users/s ({cpu * 1e3:.0f} ms CPU per request), naive "
+        f"{naive_cpu_ups:,.0f} users/s"
     )
     print(
         f"speed-up {args.users / med / naive_ups:.0f}x (median); same items as the naive "
