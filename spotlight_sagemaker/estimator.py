@@ -165,7 +165,9 @@ class SpotlightEstimator(Framework):
 
     def set_hyperparameters(self, **kwargs: Any) -> None:
         """Check, then set hyperparameters (same rules as the constructor)."""
-        super().set_hyperparameters(**defaults.check_hyperparameters(kwargs))
+        # stored raw like the constructor's (the SDK's version JSON-encodes here and again in
+        # hyperparameters(), sending 5 as "\"5\"")
+        self._hyperparameters.update(defaults.check_hyperparameters(kwargs))
 
     def fit(
         self,

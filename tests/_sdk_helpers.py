@@ -18,12 +18,25 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
 
 
+_LOADER: list[Any] = []
+
+
 def session(region: str = "us-east-1") -> Any:
-    """A sagemaker.Session on a fresh boto3 session (moto must be active)."""
+    """A sagemaker.Session on a fresh boto3 session (moto must be active for AWS calls).
+
+    The sessions share botocore's data loader, so the service models are parsed once per test
+    run instead of once per client.
+    """
     import boto3
+    import botocore.session
     import sagemaker
 
-    return sagemaker.Session(boto_session=boto3.Session(region_name=region))
+    core = botocore.session.get_session()
+    if _LOADER:
+        core.register_component("data_loader", _LOADER[0])
+    else:
+        _LOADER.append(core.get_component("data_loader"))
+    return sagemaker.Session(boto_session=boto3.Session(botocore_session=core, region_name=region))
 
 
 def capture(sm_session: Any, operation: str) -> list[dict]:

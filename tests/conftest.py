@@ -48,6 +48,9 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, ml100k_csv: Path
     return out
 
 
+_VALID_SAGEMAKER_CONFIGS: set[str] = set()
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Fake AWS credentials and region, no profile, SDK telemetry opted out; returns the region.
@@ -68,19 +71,22 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
     )
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
     monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(config))
-    # The SDK re-validates the whole config (jsonschema, ~0.3-1.5 s) on every config lookup;
-    # validate each distinct config once instead.
+    # The SDK re-validates the whole config (jsonschema, ~0.3-1.5 s) on every session and
+    # config lookup; validate each distinct config once instead.
     import json
 
+    import sagemaker.config.config
+    import sagemaker.session
     import sagemaker.utils
 
-    validate, seen = sagemaker.utils.validate_sagemaker_config, set()
+    validate = sagemaker.config.config.validate_sagemaker_config
 
     def validate_once(config: dict | None = None) -> None:
         key = json.dumps(config, sort_keys=True, default=str)
-        if key not in seen:
+        if key not in _VALID_SAGEMAKER_CONFIGS:
             validate(config)
-            seen.add(key)
+            _VALID_SAGEMAKER_CONFIGS.add(key)
 
-    monkeypatch.setattr(sagemaker.utils, "validate_sagemaker_config", validate_once)
+    for module in (sagemaker.config.config, sagemaker.session, sagemaker.utils):
+        monkeypatch.setattr(module, "validate_sagemaker_config", validate_once)
     return region
