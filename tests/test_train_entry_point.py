@@ -227,11 +227,17 @@ def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, sourced
 
 @pytest.mark.slow
 def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed_rows):
-    n_iter = 6
+    n_iter = 6  # small batches and adaptive_hinge: epochs long enough to be killed mid-run
     base = make_opt_ml(
         tmp_path / "opt_ml",
         sourcedir,
-        {"n_iter": n_iter, "embedding_dim": 16, "random_state": 7},
+        {
+            "n_iter": n_iter,
+            "embedding_dim": 16,
+            "random_state": 7,
+            "loss": "adaptive_hinge",
+            "batch_size": 256,
+        },
         {"training": {"data.csv": "".join(seed_rows[:5_001])}},
     )
     checkpoints = base / "checkpoints"
