@@ -25,7 +25,7 @@ from sagemaker.model import (
 from sagemaker.vpc_utils import VPC_CONFIG_DEFAULT
 
 from . import defaults, staging
-from .metrics import METRIC_DEFINITIONS
+from .metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from .model import SpotlightModel
 from .session import resolve_role, resolve_session
 from .transformer import SpotlightTransformer
@@ -266,6 +266,31 @@ class SpotlightEstimator(Framework):
             **kwargs,
         )
         return SpotlightTransformer.wrap(transformer)
+
+    def tuner(
+        self,
+        hyperparameter_ranges: dict[str, Any],
+        objective_metric_name: str = OBJECTIVE_METRIC,
+        **kwargs: Any,
+    ) -> Any:
+        """A ``HyperparameterTuner`` on this estimator, maximising ``validation:ndcg@10``.
+
+        The SDK's tuner reads metric definitions from its own ``metric_definitions`` argument,
+        not from the estimator; this passes the estimator's (override in ``kwargs``).
+
+        Raises:
+            ValueError: a range for an unknown hyperparameter.
+        """
+        from sagemaker.tuner import HyperparameterTuner
+
+        unknown = sorted(set(hyperparameter_ranges) - set(defaults.HYPERPARAMETER_NAMES))
+        if unknown:
+            raise ValueError(
+                f"hyperparameter_ranges for unknown hyperparameter(s) {unknown}; known: "
+                f"{', '.join(defaults.HYPERPARAMETER_NAMES)}"
+            )
+        kwargs.setdefault("metric_definitions", copy.deepcopy(self.metric_definitions))
+        return HyperparameterTuner(self, objective_metric_name, hyperparameter_ranges, **kwargs)
 
     @classmethod
     def _prepare_init_params_from_job_description(

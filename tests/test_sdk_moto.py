@@ -401,3 +401,50 @@ def test_seed_notebook_calls_run_unchanged(
         assert image["PrimaryContainer"]["Image"] == (
             "763104351884.dkr.ecr.us-east-2.amazonaws.com/pytorch-inference:2.6.0-gpu-py312"
         )
+
+
+def test_hyperparameter_tuner_gets_the_metric_definitions(sm):
+    from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
+
+    created = capture(sm, "CreateHyperParameterTuningJob")
+    est = SpotlightEstimator(
+        role=ROLE,
+        instance_type="ml.m5.xlarge",
+        sagemaker_session=sm,
+        loss="adaptive_hinge",
+        n_iter=10,
+    )
+    ranges = {
+        "learning_rate": ContinuousParameter(1e-3, 1e-2),
+        "embedding_dim": IntegerParameter(16, 128),
+    }
+    # the convenience method, and the SDK's tuner given the estimator's definitions
+    est.tuner(ranges, max_jobs=4, max_parallel_jobs=2).fit(
+        "s3://data-bucket/ml-100k/", job_name="spotlight-hpo", wait=False
+    )
+    HyperparameterTuner(
+        est,
+        "validation:ndcg@10",
+        ranges,
+        max_jobs=4,
+        max_parallel_jobs=2,
+        metric_definitions=est.metric_definitions,
+    ).fit("s3://data-bucket/ml-100k/", job_name="spotlight-hpo-sdk", wait=False)
+    for request in created:
+        job = request["TrainingJobDefinition"]
+        assert request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {
+            "Type": "Maximize",
+            "MetricName": "validation:ndcg@10",
+        }
+        assert job["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+        assert job["AlgorithmSpecification"]["TrainingImage"].endswith("2.6.0-cpu-py312")
+        static = job["StaticHyperParameters"]
+        assert json.loads(static["loss"]) == "adaptive_hinge"
+        assert json.loads(static["n_iter"]) == 10
+        assert json.loads(static["sagemaker_program"]) == "train.py"
+        ranges_sent = request["HyperParameterTuningJobConfig"]["ParameterRanges"]
+        assert [r["Name"] for r in ranges_sent["ContinuousParameterRanges"]] == ["learning_rate"]
+        assert [r["Name"] for r in ranges_sent["IntegerParameterRanges"]] == ["embedding_dim"]
+    assert len(created) == 2
+    with pytest.raises(ValueError, match="unknown hyperparameter.*'lr'"):
+        est.tuner({"lr": ContinuousParameter(1e-3, 1e-2)})
