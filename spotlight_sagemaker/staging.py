@@ -53,9 +53,14 @@ def entry_points_dir() -> Path:
     """
     import importlib
 
-    module = importlib.import_module(f"{PACKAGE}.{ENTRY_POINTS_PACKAGE}")
-    folder = Path(module.__file__).resolve().parent
-    return folder
+    try:
+        module = importlib.import_module(f"{PACKAGE}.{ENTRY_POINTS_PACKAGE}")
+    except ImportError as err:
+        raise FileNotFoundError(
+            f"{PACKAGE}.{ENTRY_POINTS_PACKAGE} (train.py, inference.py) is not installed: "
+            "reinstall spotlight-sagemaker"
+        ) from err
+    return Path(module.__file__).resolve().parent
 
 
 def _wanted(path: Path) -> bool:
