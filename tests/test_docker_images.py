@@ -331,11 +331,19 @@ def test_serving_image_command_serves_the_model_the_sdk_describes(
         )
         assert status == 400, text
         spawned = _descendants(proc.pid)  # MMS's Java frontend and its Python workers
-        assert any("java" in p.name() for p in spawned), [p.name() for p in spawned]
+        names = [" ".join(p.cmdline()) for p in spawned]
+        assert any("java" in p.name() for p in spawned), names
+        assert any("model_service_worker" in name for name in names), names
         proc.send_signal(signal.SIGTERM)  # what `docker stop` sends
         assert proc.wait(timeout=60) == 0, log.read_text()[-4000:]
         gone, alive = psutil.wait_procs(spawned, timeout=30)
         assert not alive, f"left behind: {[p.pid for p in alive]}"
+        serving_this_model = [  # anything started later and orphaned would name the model dir
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if str(base / "model") in " ".join(p.info["cmdline"] or [])
+        ]
+        assert not serving_this_model, f"left behind: {serving_this_model}"
         with pytest.raises(OSError):
             _request(port, "GET", "/ping")
     finally:
