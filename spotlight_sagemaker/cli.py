@@ -177,10 +177,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        keys = list(metrics["model"])
-        print(
-            format_table(["model", *keys], [[n, *[m[k] for k in keys]] for n, m in metrics.items()])
-        )
+        keys = [k for k in metrics["model"] if k != "users"]
+        rows = [[name, *[m[k] for k in keys]] for name, m in metrics.items()]
+        print(format_table(["model", *keys], rows))
+        print(f"{int(metrics['model']['users'])} test users")
     return 0
 
 

@@ -32,6 +32,7 @@ from spotlight_sagemaker.local.transform_job import (  # noqa: E402
     run_transform,
 )
 from spotlight_sagemaker.local.workflow import load_artifact, read_transform_output  # noqa: E402
+from spotlight_sagemaker.movielens import load_titles  # noqa: E402
 
 SEED_REQUESTS = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}\n'
 HPS = {"n_iter": 2, "embedding_dim": 16, "random_state": 7, "validation_fraction": 0}
@@ -346,3 +347,100 @@ def test_server_errors_are_retried_then_fail(tmp_path):
     with pytest.raises(TransformFailed, match="HTTP 500"):
         run_transform(_plan(tmp_path, ModelClientConfig={"InvocationsMaxRetries": 2}), server)
     assert len(server.bodies) == 3
+
+
+# ---------------------------------------------------------------------- console script
+def test_cli_recommend_and_evaluate(trained_model_dir, ml100k_dir, ml100k_csv, capsys):
+    from spotlight_sagemaker import cli
+
+    assert (
+        cli.main(
+            [
+                "recommend",
+                "--model",
+                str(trained_model_dir),
+                "--user",
+                "685",
+                "--user",
+                "302",
+                "--top-n",
+                "3",
+                "--movielens-dir",
+                str(ml100k_dir),
+            ]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["685"] * 3 + ["302"] * 3
+    titles = load_titles(ml100k_dir)
+    assert all(titles[line.split(",")[1]] in line for line in lines)
+    assert (
+        cli.main(
+            ["evaluate", "--model", str(trained_model_dir), "--data", str(ml100k_csv), "--json"]
+        )
+        == 0
+    )
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"model", "popularity"} and metrics["model"]["users"] == 940
+    assert cli.main(["recommend", "--model", "/nonexistent", "--user", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_prepare_movielens_with_split(tmp_path, ml100k_dir, capsys):
+    from spotlight_sagemaker import cli
+
+    out, train, test = tmp_path / "all.csv", tmp_path / "tr.csv", tmp_path / "te.csv"
+    assert (
+        cli.main(
+            [
+                "prepare-movielens",
+                str(out),
+                "--data-dir",
+                str(ml100k_dir),
+                "--split",
+                str(train),
+                str(test),
+            ]
+        )
+        == 0
+    )
+    counts = [len(p.read_text().splitlines()) - 1 for p in (out, train, test)]
+    assert counts == [82_520, 66_016, 16_504]
+
+
+@pytest.mark.slow
+def test_cli_train_and_transform(no_aws, estimator, requests_file, tmp_path, ml100k_csv, capsys):
+    from spotlight_sagemaker import cli
+
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(ml100k_csv.read_text().splitlines()[:3001]) + "\n")
+    root = tmp_path / "root"
+    assert (
+        cli.main(
+            ["train", str(small), "-p", "n_iter=1", "-p", "embedding_dim=8", "--root", str(root)]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    model = out.strip().splitlines()[-1].removeprefix("model_data: file://")
+    assert Path(model).is_file() and Path(model).is_relative_to(root)
+    assert cli.main(["train", str(small), "-p", "loss=nope", "--root", str(root)]) == 2
+    assert "loss" in capsys.readouterr().err
+    dest = tmp_path / "out"
+    assert (
+        cli.main(
+            [
+                "transform",
+                "--model",
+                estimator.model_data.removeprefix("file://"),
+                str(requests_file),
+                "--output",
+                str(dest),
+                "--root",
+                str(root),
+            ]
+        )
+        == 0
+    )
+    assert len(read_transform_output(dest / "requests.jsonl.out")) == 10
