@@ -287,7 +287,9 @@ def test_serving_image_command_serves_the_model_the_sdk_describes(
     env.update(serving_requests["job"].get("Environment", {}))
     base = tmp_path / "opt" / "ml"  # SageMaker extracts model.tar.gz into /opt/ml/model
     shutil.copytree(trained_model_dir, base / "model")
-    port = free_port()
+    port = free_port()  # given as SageMaker gives it to images with this label
+    labels = [i.args for i in instructions if i.cmd == "LABEL"]
+    assert "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in labels
     # one worker (SageMaker sets this from model_server_workers): two cores, and one is enough
     env.update(
         SAGEMAKER_BASE_DIR=str(base),
