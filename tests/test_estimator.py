@@ -364,3 +364,39 @@ def test_attach_keeps_tuning_objective_and_custom_image(offline):
     }
     rebuilt = SpotlightEstimator(sagemaker_session=offline, **init)
     assert rebuilt.spotlight_hyperparameters == {"n_iter": 3}
+
+
+def test_staging_from_an_installed_layout(tmp_path):
+    """Installed from a wheel, the entry points live inside the package (_entry_points/)."""
+    import shutil
+    import subprocess
+    import sys
+
+    site = tmp_path / "home" / ".config" / "site-packages"  # a path the SDK would refuse
+    shutil.copytree(
+        staging.package_dir(),
+        site / "spotlight_sagemaker",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copytree(
+        staging.entry_points_dir(),
+        site / "spotlight_sagemaker" / "_entry_points",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    probe = (
+        f"import sys, pathlib; sys.path.insert(0, {str(site)!r}); "
+        "from spotlight_sagemaker import staging; print(staging.package_dir()); "
+        "src = pathlib.Path(staging.source_dir()); print(src); "
+        "print(*sorted(p.relative_to(src).as_posix() for p in src.rglob('*.py')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    pkg, src, files = run.stdout.splitlines()
+    assert Path(pkg) == site / "spotlight_sagemaker"
+    assert site not in Path(src).parents
+    assert not Path(src).exists()  # removed when the process exited
+    files = files.split()
+    assert {"train.py", "inference.py", "spotlight_sagemaker/core/config.py"} <= set(files)
+    assert not [f for f in files if "_entry_points" in f]
