@@ -14,6 +14,7 @@ worker; the ``serve`` launcher sets cores / workers). Request limits: see ``code
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -48,6 +49,8 @@ def _http_errors(func: Callable) -> Callable:
         except codec.InferenceError as e:
             raise HandlerError(e) from e
 
+    # the toolkit inspects each handler's signature on every request: answer from a cache
+    wrapper.__signature__ = inspect.signature(func)
     return wrapper
 
 
