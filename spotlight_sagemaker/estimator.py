@@ -134,6 +134,8 @@ class SpotlightEstimator(Framework):
 
         session = resolve_session(sagemaker_session, instance_type)
         role = resolve_role(role, session, instance_type)
+        if "tags" in kwargs and not kwargs["tags"]:
+            del kwargs["tags"]  # attach() passes [] for a job without tags
         kwargs.setdefault("enable_sagemaker_metrics", True)
         kwargs.setdefault("debugger_hook_config", False)
         kwargs.setdefault("disable_profiler", True)

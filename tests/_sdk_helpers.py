@@ -95,3 +95,36 @@ def read_tar(sm_session: Any, uri: str, into: Path) -> list[str]:
         names = tar.getnames()
         tar.extractall(into, filter="data")
     return names
+
+
+def estimator_options(est: Any) -> dict:
+    """Every option a SpotlightEstimator adds or passes on, for round-trip comparisons."""
+    return {
+        "role": est.role,
+        "instance_type": est.instance_type,
+        "count": est.instance_count,
+        "volume": est.volume_size,
+        "max_run": est.max_run,
+        "input_mode": est.input_mode,
+        "output_path": est.output_path,
+        "kms": est.output_kms_key,
+        "base": est.base_job_name,
+        "hps": est.spotlight_hyperparameters,
+        "metrics": est.metric_definitions,
+        "ckpt": (est.checkpoint_s3_uri, est.checkpoint_local_path),
+        "spot": (est.use_spot_instances, est.max_wait),
+        "retry": est.max_retry_attempts,
+        "env": est.environment,
+        "isolation": est.enable_network_isolation(),
+        "vpc": est.get_vpc_config(),
+        "encrypt": est.encrypt_inter_container_traffic,
+        "tags": est.tags,
+        "versions": (est.framework_version, est.py_version),
+        "image": est.image_uri,
+        "entry": est.entry_point,
+        "ship": est.ship_code,
+        "sm_metrics": est.enable_sagemaker_metrics,
+        "profiler": est.disable_profiler,
+        "debugger": est.debugger_hook_config,
+        "log_level": est.container_log_level,
+    }

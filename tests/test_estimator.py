@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _sdk_helpers import ROLE, forbid_aws_calls, no_sleep, session
+from _sdk_helpers import ROLE, estimator_options, forbid_aws_calls, no_sleep, session
 from botocore.stub import Stubber
 
 from spotlight_sagemaker import SpotlightEstimator, SpotlightModel, defaults, staging
@@ -233,38 +233,6 @@ OPTIONS = dict(
 )
 
 
-def _options(est):
-    return {
-        "role": est.role,
-        "instance_type": est.instance_type,
-        "count": est.instance_count,
-        "volume": est.volume_size,
-        "max_run": est.max_run,
-        "input_mode": est.input_mode,
-        "output_path": est.output_path,
-        "kms": est.output_kms_key,
-        "base": est.base_job_name,
-        "hps": est.spotlight_hyperparameters,
-        "metrics": est.metric_definitions,
-        "ckpt": (est.checkpoint_s3_uri, est.checkpoint_local_path),
-        "spot": (est.use_spot_instances, est.max_wait),
-        "retry": est.max_retry_attempts,
-        "env": est.environment,
-        "isolation": est.enable_network_isolation(),
-        "vpc": est.get_vpc_config(),
-        "encrypt": est.encrypt_inter_container_traffic,
-        "tags": est.tags,
-        "versions": (est.framework_version, est.py_version),
-        "image": est.image_uri,
-        "entry": est.entry_point,
-        "ship": est.ship_code,
-        "sm_metrics": est.enable_sagemaker_metrics,
-        "profiler": est.disable_profiler,
-        "debugger": est.debugger_hook_config,
-        "log_level": est.container_log_level,
-    }
-
-
 def _describe(name, est, source):
     """describe_training_job as AWS returns it for a job ``est`` started."""
     when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
@@ -342,7 +310,7 @@ def test_attach_rebuilds_an_equal_estimator_from_a_hand_written_description(offl
         model = attached.create_model()  # model_data comes from the job description
         stub.assert_no_pending_responses()
     assert isinstance(attached, SpotlightEstimator)
-    assert _options(attached) == _options(original)
+    assert estimator_options(attached) == estimator_options(original)
     assert attached.source_dir == source  # re-fits and serves the code the job trained with
     assert attached.latest_training_job.name == name
     assert model.model_data == details["ModelArtifacts"]["S3ModelArtifacts"]
