@@ -90,18 +90,32 @@ def max_payload_mb(
     return int(max(1, min(100, response_cap_bytes // (MIB * fan_out))))
 
 
-def transform_env(aws_image: bool = True) -> dict[str, str]:
-    """Environment of a transform job (merged over the model's; the caller's keys win).
+#: CreateTransformJob accepts at most this many Environment entries.
+MAX_TRANSFORM_ENV = 16
+
+
+def transform_env(env: dict[str, str] | None = None, aws_image: bool = True) -> dict[str, str]:
+    """Environment of a transform job: these defaults updated with ``env`` (the caller wins).
 
     Args:
+        env: the caller's variables.
         aws_image: the model runs on the AWS PyTorch image (TorchServe), whose response cap
             can be raised; custom images keep theirs.
+
+    Raises:
+        ValueError: more than :data:`MAX_TRANSFORM_ENV` entries.
     """
-    env = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(MODEL_SERVER_TIMEOUT)}
+    out = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(MODEL_SERVER_TIMEOUT)}
     if aws_image:
-        env["TS_MAX_RESPONSE_SIZE"] = str(RAISED_RESPONSE_BYTES)
-        env["SPOTLIGHT_MAX_RESPONSE_BYTES"] = str(RAISED_RESPONSE_BYTES)
-    return env
+        out["TS_MAX_RESPONSE_SIZE"] = str(RAISED_RESPONSE_BYTES)
+        out["SPOTLIGHT_MAX_RESPONSE_BYTES"] = str(RAISED_RESPONSE_BYTES)
+    out.update(env or {})
+    if len(out) > MAX_TRANSFORM_ENV:
+        raise ValueError(
+            f"env: a transform job holds at most {MAX_TRANSFORM_ENV} environment variables, "
+            f"this one would have {len(out)} ({', '.join(sorted(out))})"
+        )
+    return out
 
 
 # --- Hyperparameters -------------------------------------------------------------------------

@@ -256,7 +256,7 @@ class SpotlightEstimator(Framework):
         ``instance_type`` defaults to the estimator's in local mode.
         """
         instance_type = _transform_instance_type(instance_type, self.instance_type)
-        merged_env = {**defaults.transform_env(), **(env or {})}
+        merged_env = defaults.transform_env(env)
         transformer = super().transformer(
             instance_count,
             instance_type,

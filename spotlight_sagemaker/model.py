@@ -141,7 +141,7 @@ class SpotlightModel(PyTorchModel):
             assemble_with=assemble_with,
             accept=accept,
             max_payload=defaults.max_payload_mb() if max_payload is None else max_payload,
-            env={**defaults.transform_env(aws_image=self.image_uri is None), **(env or {})},
+            env=defaults.transform_env(env, aws_image=self.image_uri is None),
             **kwargs,
         )
         return SpotlightTransformer.wrap(transformer)

@@ -113,6 +113,11 @@ def test_model_transformer_defaults_are_overridable(sm, model_uri):
     assert custom.env["SPOTLIGHT_DEFAULT_TOP_N"] == "20"
     with pytest.raises(ValueError, match="instance_type is required"):
         model.transformer()
+    too_many = {f"VAR_{i}": "1" for i in range(14)}
+    with pytest.raises(
+        ValueError, match="at most 16 environment variables, this one would have 17"
+    ):
+        model.transformer(instance_type="ml.m5.xlarge", env=too_many)
 
 
 def test_transform_uploads_a_local_request_file(sm, model_uri, tmp_path):
