@@ -77,6 +77,8 @@ class ModelServer:
                         self._proc.wait(timeout=0.1)
                 else:
                     time.sleep(0.1)
+                if os.getpid() == 1:  # container init: orphaned MMS processes are ours to reap
+                    _reap_children()
             if not _group_alive(self.pid):
                 break
         self._proc.poll()
@@ -98,6 +100,12 @@ def _group_alive(pgid: int) -> bool:
         return True
     # zombies of our own child still count as "in the group" until reaped by the caller
     return True
+
+
+def _reap_children() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
