@@ -124,6 +124,11 @@ class SpotlightEstimator(Framework):
                 f"SpotlightEstimator got unknown argument(s) {unknown}; Spotlight "
                 f"hyperparameters are: {', '.join(defaults.HYPERPARAMETER_NAMES)}"
             )
+        if instance_type is None and not kwargs.get("instance_groups"):
+            raise ValueError(
+                "instance_type is required: e.g. 'ml.m5.xlarge' (CPU image), 'ml.g4dn.xlarge' "
+                "(GPU image) or 'local' (this machine)"
+            )
         if isinstance(instance_count, int) and instance_count != 1:
             raise ValueError(
                 f"instance_count must be 1 (train.py is single-node), got {instance_count}"

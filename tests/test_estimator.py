@@ -99,6 +99,7 @@ def test_every_core_hyperparameter_is_accepted(offline):
         ({"hyperparameters": {"loss": "bpr"}, "loss": "bpr"}, ValueError, "'loss' given twice"),
         ({"embeding_dim": 32}, TypeError, "unknown argument.*embeding_dim.*embedding_dim"),
         ({"instance_count": 2}, ValueError, "instance_count must be 1"),
+        ({"instance_type": None}, ValueError, "instance_type is required: e.g. 'ml.m5.xlarge'"),
         ({"framework_version": "9.9.9"}, ValueError, "framework_version '9.9.9' has no AWS"),
         ({"py_version": "py27"}, ValueError, "py_version 'py27' has no AWS PyTorch training"),
         ({"ship_code": False}, ValueError, "ship_code=False needs image_uri"),
