@@ -146,6 +146,11 @@ def test_transform_then_deploy_predict_delete(estimator, session, requests_file,
     transformer = estimator.transformer(instance_type="local")
     transformer.transform(str(requests_file), wait=True)
     out = session.local_path(transformer.output_path) / "requests.jsonl.out"
+    job = session.sagemaker_client.describe_transform_job(
+        TransformJobName=transformer.latest_transform_job.name
+    )
+    assert job["TransformJobStatus"] == "Completed" and job["BatchStrategy"] == "MultiRecord"
+    assert not _pid_alive(job["ServerPid"])  # the model server was stopped with the job
     data = out.read_bytes()
     assert data.endswith(b"\n") and not data.endswith(b"\n\n")  # one response + AssembleWith
     rows = read_transform_output(out)
@@ -194,6 +199,7 @@ def test_malformed_requests_fail_the_job_and_write_nothing(estimator, session, t
         TransformJobName=transformer.latest_transform_job.name
     )
     assert desc["TransformJobStatus"] == "Failed"
+    assert not _pid_alive(desc["ServerPid"])
 
 
 # ---------------------------------------------------------------------- bad inputs

@@ -175,6 +175,7 @@ class EmbeddedSagemakerClient:
             server = start_local_server(
                 {**model["PrimaryContainer"], "Environment": env}, None, root, instance_type
             )
+            record["ServerPid"] = server.pid  # local extra field: the stopped server's id
             print(
                 f"Transform job {name}: model server pid {server.pid} at {server.url}", flush=True
             )
