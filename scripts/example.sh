@@ -21,5 +21,5 @@ if [ -n "${SPOTLIGHT_DATA_DIR:-}" ]; then
 elif [ -f ../shared/data/ml-100k/u.data ]; then
   data_args=(--data-dir ../shared/data/ml-100k)
 fi
-exec python examples/movielens_workflow.py --mode local "${data_args[@]}" \
+exec python examples/movielens_workflow.py --mode local ${data_args[@]+"${data_args[@]}"} \
   --output-dir "${OUTPUT_DIR:-examples/output}" "$@"
