@@ -7,7 +7,7 @@ split metrics with train items excluded, mean over seeds. Compared in the same r
 our model in Spotlight's default configuration (``preset="spotlight"``), and our defaults. Then:
 throughput at d=32, top-10 for all users (batched vs Spotlight's one-user-at-a-time predict),
 and a synthetic 20M-interaction set (140k users x 27k items, power-law popularity): seconds per
-epoch and peak memory at 5M and 20M interactions (memory must grow linearly).
+epoch and peak memory at 2M and 20M interactions (memory must grow linearly).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main() -> None:
     )
     if not args.quick:
         print("\n| synthetic interactions | s/epoch | peak RSS MB |\n|---|---|---|")
-        res = scale([5_000_000, 20_000_000])
+        res = scale([2_000_000, 20_000_000])
         for r in res:
             print(f"| {r['n']:,} | {r['epoch_s']:.1f} | {r['peak_mb']:,.0f} |")
         a, b = res

@@ -43,9 +43,9 @@ def save_model(
     net = model._require()
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {
-        name: getattr(net, name).detach().float().cpu().numpy() for name in _PARAMS
-    }
+    arrays = {name: getattr(net, name).detach().float().cpu().numpy() for name in _PARAMS}
+    arrays["user_biases"] = arrays["user_biases"].reshape(-1)  # stored flat, as Spotlight's
+    arrays["item_biases"] = arrays["item_biases"].reshape(-1)
     arrays["seen_indptr"], arrays["seen_indices"] = model.seen
     arrays["item_counts"] = model.item_counts
     if include_optimizer:
@@ -128,11 +128,16 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
             raise ArtifactError("embedding shapes do not match the id lists")
         gen = torch.Generator()
         net = BilinearNet(
-            len(model.user_map), len(model.item_map), arrays["user_embeddings"].shape[1], gen
+            len(model.user_map),
+            len(model.item_map),
+            arrays["user_embeddings"].shape[1],
+            gen,
+            sparse=model.hyperparameters["sparse"],
         )
         with torch.no_grad():
             for name in _PARAMS:
-                getattr(net, name).copy_(torch.from_numpy(arrays[name]))
+                param = getattr(net, name)
+                param.copy_(torch.from_numpy(arrays[name]).reshape(param.shape))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ArtifactError):
             raise

@@ -68,6 +68,12 @@ PARAMS: dict[str, Param] = {
             "to 5% over n_iter epochs)",
             choices=("none", "linear"),
         ),
+        Param(
+            "sparse",
+            bool,
+            "row-sparse gradients and a lazy Adam that updates and "
+            "L2-decays only the rows a batch touches (for large tables)",
+        ),
         Param("use_weights", bool, "weight each interaction's loss by its weight column"),
         Param("device", str, "where to train", choices=DEVICES),
     )
@@ -85,6 +91,7 @@ SPOTLIGHT_DEFAULTS: dict[str, Any] = {
     "random_state": None,
     "negative_sampling": "uniform",
     "lr_decay": "none",
+    "sparse": False,
     "use_weights": False,
     "device": "auto",
 }
@@ -102,6 +109,7 @@ DEFAULTS: dict[str, Any] = {
     "random_state": None,
     "negative_sampling": "uniform",
     "lr_decay": "none",
+    "sparse": False,
     "use_weights": False,
     "device": "auto",
 }

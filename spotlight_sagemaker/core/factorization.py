@@ -160,6 +160,7 @@ class ImplicitFactorizationModel:
             interactions.num_items,
             self.hyperparameters["embedding_dim"],
             init_gen,
+            sparse=self.hyperparameters["sparse"],
         ).to(self.device)
         self._gen = torch.Generator(device=self.device).manual_seed(self.seed + 1)
         self._opt = make_optimizer(self._net.parameters(), self.hyperparameters)

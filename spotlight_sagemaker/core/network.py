@@ -8,28 +8,50 @@ from torch import nn
 
 
 class BilinearNet(nn.Module):
-    """Spotlight's BilinearNet: embeddings ~ N(0, 1/dim), biases zero."""
+    """Spotlight's BilinearNet: embeddings ~ N(0, 1/dim), biases zero.
+
+    Biases are stored as ``[n, 1]`` tables so every lookup is an embedding lookup; with
+    ``sparse=True`` those lookups produce row-sparse gradients (see ``optim.LazyAdam``).
+    """
 
     def __init__(
-        self, num_users: int, num_items: int, embedding_dim: int, generator: torch.Generator
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int,
+        generator: torch.Generator,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         std = 1.0 / embedding_dim
+        self.sparse = sparse
         self.user_embeddings = nn.Parameter(
             torch.empty(num_users, embedding_dim).normal_(0.0, std, generator=generator)
         )
         self.item_embeddings = nn.Parameter(
             torch.empty(num_items, embedding_dim).normal_(0.0, std, generator=generator)
         )
-        self.user_biases = nn.Parameter(torch.zeros(num_users))
-        self.item_biases = nn.Parameter(torch.zeros(num_items))
+        self.user_biases = nn.Parameter(torch.zeros(num_users, 1))
+        self.item_biases = nn.Parameter(torch.zeros(num_items, 1))
+
+    def users(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings, biases) rows of ``users``."""
+        return (
+            F.embedding(users, self.user_embeddings, sparse=self.sparse),
+            F.embedding(users, self.user_biases, sparse=self.sparse).squeeze(-1),
+        )
+
+    def items(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings, biases) rows of ``items`` (any shape)."""
+        return (
+            F.embedding(items, self.item_embeddings, sparse=self.sparse),
+            F.embedding(items, self.item_biases, sparse=self.sparse).squeeze(-1),
+        )
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Scores of aligned (user, item) pairs; ``items`` may carry leading extra dims."""
-        u = F.embedding(users, self.user_embeddings)
-        q = F.embedding(items, self.item_embeddings)
-        bu = F.embedding(users, self.user_biases[:, None]).squeeze(-1)
-        bi = F.embedding(items, self.item_biases[:, None]).squeeze(-1)
+        """Scores of aligned pairs: ``items`` is ``[batch]`` or ``[k, batch]`` (k per user)."""
+        u, bu = self.users(users)
+        q, bi = self.items(items)
         if q.dim() == u.dim():
             return (u * q).sum(-1) + bu + bi
         # items: [k, batch] -> scores [k, batch] without materialising k copies of u
@@ -37,6 +59,20 @@ class BilinearNet(nn.Module):
 
     def score_against(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         """``[len(users), len(items)]`` scores (all items when ``items`` is None)."""
-        q = self.item_embeddings if items is None else self.item_embeddings[items]
-        b = self.item_biases if items is None else self.item_biases[items]
-        return self.user_embeddings[users] @ q.T + b + self.user_biases[users, None]
+        u, bu = self.users(users)
+        if items is None:
+            q, bi = self.item_embeddings, self.item_biases[:, 0]
+        else:
+            q, bi = self.items(items)
+        return u @ q.T + bi + bu[:, None]
+
+    def pair_and_shared(
+        self, users: torch.Tensor, items: torch.Tensor, shared: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of (user, item) pairs ``[batch]`` and of every user against ``shared`` items
+        ``[batch, len(shared)]``, with one lookup per table."""
+        u, bu = self.users(users)
+        q, bi = self.items(torch.cat([items, shared]))
+        n = len(items)
+        pos = (u * q[:n]).sum(-1) + bu + bi[:n]
+        return pos, u @ q[n:].T + bi[n:] + bu[:, None]

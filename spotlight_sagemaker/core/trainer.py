@@ -18,6 +18,7 @@ import torch
 from . import losses as L
 from .interactions import Interactions
 from .network import BilinearNet
+from .optim import LazyAdam
 from .ranking import seen_coordinates
 from .sampling import NegativeSampler
 
@@ -28,9 +29,12 @@ _SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
 
 
 def make_optimizer(params, hyperparameters: dict) -> torch.optim.Optimizer:
-    """Spotlight's optimiser: Adam with ``weight_decay=l2`` (fused kernel where available)."""
+    """Spotlight's optimiser, Adam with ``weight_decay=l2`` (the fused kernel where available),
+    or with ``sparse=True`` a lazy Adam that updates only the rows a batch touches."""
     params = list(params)
     kwargs = {"lr": hyperparameters["learning_rate"], "weight_decay": hyperparameters["l2"]}
+    if hyperparameters.get("sparse"):
+        return LazyAdam(params, **kwargs)
     try:
         return torch.optim.Adam(params, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):  # older torch or device without fused Adam
@@ -118,10 +122,20 @@ class Trainer:
         net, sampler, name = self.net, self.sampler, self.hp["loss"]
         if name in ("pointwise", "bpr", "hinge"):
             fn = getattr(L, name)
-            return lambda u, i: fn(net(u, i), net(u, sampler.sample(u)))
+
+            def pairwise(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+                s = net(u, torch.stack([i, sampler.sample(u)]))  # one lookup per table
+                return fn(s[0], s[1])
+
+            return pairwise
         if name == "adaptive_hinge":
             k = self.hp["num_negative_samples"]
-            return lambda u, i: L.adaptive_hinge(net(u, i), net(u, sampler.sample(u, k)))
+
+            def adaptive(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+                s = net(u, torch.cat([i[None], sampler.sample(u, k)]))
+                return L.adaptive_hinge(s[0], s[1:])
+
+            return adaptive
         shared = min(
             max(self.hp["num_negative_samples"], _SAMPLED_SOFTMAX_MIN_NEGATIVES),
             net.item_biases.shape[0],
@@ -129,7 +143,8 @@ class Trainer:
 
         def sampled_softmax(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             cand = sampler.shared(shared)
-            logits = torch.cat([net(u, i)[:, None], net.score_against(u, cand)], dim=1)
+            pos, neg = net.pair_and_shared(u, i, cand)
+            logits = torch.cat([pos[:, None], neg], dim=1)
             logits[:, 1:][cand[None, :] == i[:, None]] = float("-inf")  # accidental hits
             return L.softmax(logits, torch.zeros_like(i))
 
