@@ -24,6 +24,7 @@ _LAZY = {
     "SpotlightEstimator": "estimator",
     "SpotlightModel": "model",
     "SpotlightPredictor": "predictor",
+    "SpotlightTransformer": "transformer",
 }
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SpotlightEstimator",
     "SpotlightModel",
     "SpotlightPredictor",
+    "SpotlightTransformer",
     "__version__",
     "evaluate",
     "random_train_test_split",

@@ -94,6 +94,10 @@ def max_payload_mb(
 MAX_TRANSFORM_ENV = 16
 
 
+#: Environment every SpotlightModel sets (the caller's ``env`` overrides it).
+MODEL_ENV: dict[str, str] = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+
+
 def transform_env(env: dict[str, str] | None = None, aws_image: bool = True) -> dict[str, str]:
     """Environment of a transform job: these defaults updated with ``env`` (the caller wins).
 

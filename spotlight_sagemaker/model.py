@@ -80,6 +80,9 @@ class SpotlightModel(PyTorchModel):
             source_dir = source_dir or staging.source_dir()
         if role is None and sagemaker_session is not None:
             role = resolve_role(role, sagemaker_session, None, for_model=True)
+        # requests without Accept (or with */*) get CSV, the workload's format, not the
+        # toolkit's application/json default; the caller's env wins
+        kwargs["env"] = {**defaults.MODEL_ENV, **(kwargs.get("env") or {})}
         super().__init__(
             model_data,
             role,

@@ -137,6 +137,7 @@ def test_whole_flow_upload_fit_attach_transform_deploy(sm, ml100k_csv, trained_m
     assert container["Image"].endswith("/pytorch-inference:2.6.0-cpu-py312")
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert container["Environment"]["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "text/csv"
     packed = tmp_path / "model"
     names = read_tar(sm, container["ModelDataUrl"], packed)
     assert {
