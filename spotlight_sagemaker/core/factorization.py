@@ -274,30 +274,53 @@ class ImplicitFactorizationModel:
                 ``"skip"`` (left out of the result) or ``"error"`` (raise UnknownIdError).
         """
         self._require()
-        if unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        single = isinstance(user_ids, (str, int, np.integer))
-        raws = [str(user_ids)] if single else [str(u) for u in user_ids]
-        idx = self.user_map.lookup(raws)
+        single, raws, idx, known = self._lookup(user_ids, self.user_map, unknown, "user_id")
+        top_i, top_s = self.recommend_indices(idx[known], n, exclude_seen)
+        return self._assemble(single, raws, known, top_i, top_s, unknown, n)
+
+    def _lookup(
+        self, ids: Any, id_map: IdMap, unknown: str, kind: str
+    ) -> tuple[bool, list[str], np.ndarray, np.ndarray]:
+        """(single?, raw ids, indices, known mask) of one raw id or a sequence of them."""
+        if unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
+        single = isinstance(ids, (str, int, np.integer))
+        raws = [str(ids)] if single else [str(i) for i in ids]
+        idx = id_map.lookup(raws)
         known = idx >= 0
         if unknown == "error" and not known.all():
-            raise UnknownIdError(f"unknown user_id {raws[int(np.flatnonzero(~known)[0])]!r}")
-        top_i, top_s = self.recommend_indices(idx[known], n, exclude_seen)
+            raise UnknownIdError(f"unknown {kind} {raws[int(np.flatnonzero(~known)[0])]!r}")
+        return single, raws, idx, known
+
+    def _assemble(
+        self,
+        single: bool,
+        raws: list[str],
+        known: np.ndarray,
+        top_i: np.ndarray,
+        top_s: np.ndarray,
+        unknown: str,
+        n: int,
+    ) -> Recommendation | list[Recommendation] | None:
+        """Recommendations in query order: top rows for known ids, the popularity fallback (or
+        nothing) for unknown ones."""
         ids = self.item_map.ids
         out: list[Recommendation] = []
-        row = 0
+        rows = iter(range(len(top_i)))
         for raw, ok in zip(raws, known, strict=True):
             if ok:
+                row = next(rows)
                 keep = top_i[row] >= 0
                 out.append(
                     Recommendation(raw, ids[top_i[row][keep]].tolist(), top_s[row][keep].tolist())
                 )
-                row += 1
             elif unknown == "popular":
                 out.append(self._popular(raw, n))
-        return out[0] if single and out else (None if single else out)
+        if single:
+            return out[0] if out else None
+        return out
 
     def popular_items(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` most-interacted items (indices) and their share of training interactions."""
@@ -320,33 +343,13 @@ class ImplicitFactorizationModel:
         ``unknown`` is ``"skip"`` (default), ``"popular"`` or ``"error"``, as in ``recommend``.
         """
         net = self._require()
-        if unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
-        single = isinstance(item_ids, (str, int, np.integer))
-        raws = [str(item_ids)] if single else [str(i) for i in item_ids]
-        idx = self.item_map.lookup(raws)
-        known = idx >= 0
-        if unknown == "error" and not known.all():
-            raise UnknownIdError(f"unknown item_id {raws[int(np.flatnonzero(~known)[0])]!r}")
+        single, raws, idx, known = self._lookup(item_ids, self.item_map, unknown, "item_id")
         emb = torch.nn.functional.normalize(net.item_embeddings, dim=1)
         q = torch.from_numpy(idx[known]).to(self.device)
         scores = emb[q] @ emb.T
         scores[torch.arange(len(q), device=self.device), q] = float("-inf")
         top_i, top_s = top_k(scores, min(int(n), self.num_items))
-        out: list[Recommendation] = []
-        row = 0
-        for raw, ok in zip(raws, known, strict=True):
-            if ok:
-                keep = top_i[row] >= 0
-                out.append(
-                    Recommendation(
-                        raw, self.item_map.ids[top_i[row][keep]].tolist(), top_s[row][keep].tolist()
-                    )
-                )
-                row += 1
-            elif unknown == "popular":
-                out.append(self._popular(raw, n))
-        return out[0] if single and out else (None if single else out)
+        return self._assemble(single, raws, known, top_i, top_s, unknown, n)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, include_optimizer: bool = False) -> None:
