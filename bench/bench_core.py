@@ -102,10 +102,13 @@ def synthetic(n: int, users: int = 140_000, items: int = 27_000, seed: int = 0) 
     rng = np.random.default_rng(seed)
     item_p = 1.0 / np.arange(1, items + 1) ** 0.9
     user_p = 1.0 / np.arange(1, users + 1) ** 0.6
-    draw = int(n * 1.15)
-    u = np.searchsorted(np.cumsum(user_p / user_p.sum()), rng.random(draw))
-    i = np.searchsorted(np.cumsum(item_p / item_p.sum()), rng.random(draw))
-    keys = np.unique(np.minimum(u, users - 1) * items + np.minimum(i, items - 1))
+    cu, ci = np.cumsum(user_p / user_p.sum()), np.cumsum(item_p / item_p.sum())
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < n:  # power-law draws collide: draw until n distinct pairs exist
+        draw = int((n - len(keys)) * 1.5) + 1000
+        u = np.minimum(np.searchsorted(cu, rng.random(draw)), users - 1)
+        i = np.minimum(np.searchsorted(ci, rng.random(draw)), items - 1)
+        keys = np.unique(np.concatenate([keys, u * items + i]))
     keys = rng.permutation(keys)[:n]
     return Interactions.from_indices(keys // items, keys % items, users, items)
 
