@@ -243,16 +243,3 @@ def test_sparse_lazy_adam_learns_the_planted_groups(data, loss):
     recs = m.recommend(data.user_map.to_list(), n=5)
     hits = sum(group(i) == group(r.query_id) for r in recs for i in r.item_ids)
     assert hits / (5 * len(recs)) >= 0.9
-
-
-def test_sparse_checkpoint_resumes_exactly(data, tmp_path):
-    kw = dict(loss="bpr", sparse=True, n_iter=2, batch_size=256, random_state=4, device="cpu")
-    straight = ImplicitFactorizationModel(**kw).fit(data)
-    straight.fit_partial(data, n_iter=1)
-    first = ImplicitFactorizationModel(**kw).fit(data)
-    first.save(tmp_path, include_optimizer=True)
-    resumed = ImplicitFactorizationModel.load(tmp_path, device="cpu")
-    resumed.fit_partial(data, n_iter=1)
-    assert np.allclose(
-        resumed.score_users(np.arange(10)), straight.score_users(np.arange(10)), atol=1e-6
-    )
