@@ -35,6 +35,7 @@ from _dockerfile import (
     materialize,
     parse_dockerfile,
 )
+from _procs import run_in_own_group
 from _sdk_helpers import ROLE, capture, no_sleep, put_model, session
 
 BIN = Path(sys.executable).parent
@@ -136,24 +137,8 @@ def _run_training_image(root: Path, base: Path, job_env: dict[str, str]):
     env.update(SAGEMAKER_BASE_DIR=str(base), SM_STUDIO_LOCAL_MODE="true")  # no DNS wait
     train = BIN / "train"
     assert train.is_file(), "the sagemaker-training toolkit's `train` command is missing"
-    # its own process group, so a hung job (the toolkit runs `python train.py` as a child) can be
-    # killed whole by its id
-    proc = subprocess.Popen(
-        [str(train)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"train did not finish in 300 s:\n{(out + err)[-4000:]}") from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    # the toolkit runs `python train.py` as a child: a hung job is killed as a whole group
+    return run_in_own_group([str(train)], env, root)
 
 
 @pytest.mark.slow

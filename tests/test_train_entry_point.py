@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _procs import run_in_own_group
 
 from spotlight_sagemaker.core import ImplicitFactorizationModel
 from spotlight_sagemaker.metrics import METRIC_DEFINITIONS, parse_metric_lines
@@ -138,22 +139,7 @@ def toolkit_env(base: Path, dlc: bool = True) -> dict[str, str]:
 def run_toolkit(base: Path, dlc: bool = True) -> subprocess.CompletedProcess:
     """Run ``train`` in its own process group; on a timeout the whole group is killed."""
     assert TRAIN_COMMAND.is_file(), f"sagemaker-training's train command not at {TRAIN_COMMAND}"
-    proc = subprocess.Popen(
-        [str(TRAIN_COMMAND)],
-        env=toolkit_env(base, dlc),
-        cwd=base,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"the toolkit ran for more than 300 s:\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_in_own_group([str(TRAIN_COMMAND)], toolkit_env(base, dlc), base)
 
 
 def artifact_files(model_dir: Path) -> list[str]:
