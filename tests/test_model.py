@@ -17,6 +17,7 @@ from spotlight_sagemaker.core import (
     NotFittedError,
     UnknownIdError,
 )
+from spotlight_sagemaker.core.trainer import balanced_batches
 
 GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP = 4, 40, 20
 
@@ -156,6 +157,28 @@ def test_every_loss_learns_and_survives_a_batch_of_one(data, loss):
         loss=loss, n_iter=40, batch_size=64, random_state=0, learning_rate=0.05, device="cpu"
     ).fit(data)
     assert small.history[-1].loss < small.history[0].loss
+
+
+@pytest.mark.parametrize(
+    ("sizes", "batch_size", "max_rows"),
+    [
+        ([5] * 33, 16, 1000),  # 165 interactions: greedy cutting leaves a remainder of 5
+        ([1] * 4097, 4096, 10_000),  # the batch-of-one case
+        ([70, 1, 1, 2, 90, 3, 3, 3, 1, 200, 4], 64, 1000),  # rows larger than a batch
+        ([2] * 50, 1000, 7),  # the per-step row cap splits the only batch
+        ([3], 1, 10),
+    ],
+)
+def test_balanced_batches_cover_every_row_once_in_even_batches(sizes, batch_size, max_rows):
+    sizes = np.asarray(sizes)
+    batches = balanced_batches(sizes, batch_size, max_rows)
+    assert [lo for lo, _ in batches] == [0] + [hi for _, hi in batches[:-1]]
+    assert batches[-1][1] == len(sizes) and all(lo < hi <= lo + max_rows for lo, hi in batches)
+    totals = [int(sizes[lo:hi].sum()) for lo, hi in batches]
+    if max_rows >= len(sizes) and sizes.max() <= batch_size:
+        assert len(batches) == -(-int(sizes.sum()) // batch_size)
+        assert max(totals) - min(totals) <= 2 * sizes.max()  # no small remainder batch
+    assert balanced_batches(np.array([], dtype=np.int64), 8, 8) == []
 
 
 def test_sampled_softmax_on_a_large_catalogue(data):

@@ -6,6 +6,7 @@ positive against every item; when users x items is small enough it groups a batc
 interactions by user, so each user's logits over the catalogue are computed once per step
 (the same objective as per-interaction softmax, at a fraction of the cost); otherwise it uses
 ``max(num_negative_samples, 1024)`` uniform negatives shared by the batch (sampled softmax).
+Every epoch is cut into ``ceil(n / batch_size)`` batches of near-equal size (``balanced_batches``).
 """
 
 from __future__ import annotations
@@ -89,13 +90,18 @@ class Trainer:
         total = torch.zeros((), device=self.dev)
         batches = self._grouped_batches() if self.grouped else self._interaction_batches()
         self._set_learning_rate(index)
-        for loss_vec, w in batches:
-            loss = loss_vec.mean() if w is None else (loss_vec * w).sum() / w.sum().clamp_min(1e-12)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            total += loss.detach() * len(loss_vec)
-        self.net.eval()
+        try:
+            for loss_vec, w in batches:
+                if w is None:
+                    loss = loss_vec.mean()
+                else:
+                    loss = (loss_vec * w).sum() / w.sum().clamp_min(1e-12)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                total += loss.detach() * len(loss_vec)
+        finally:
+            self.net.eval()  # scoring mode: adds the item prior (network.py)
         return float(total) / self.n
 
     def _set_learning_rate(self, index: int) -> None:
@@ -110,9 +116,9 @@ class Trainer:
     def _interaction_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         loss_fn = self._pair_loss()
         perm = torch.randperm(self.n, generator=self.gen, device=self.dev)
-        bs = self.hp["batch_size"]
-        for lo in range(0, self.n, bs):
-            idx = perm[lo : lo + bs]
+        # ceil(n / batch_size) batches of near-equal size: no small remainder batch whose mean
+        # loss would weigh a handful of interactions as much as a full batch
+        for idx in torch.tensor_split(perm, -(-self.n // self.hp["batch_size"])):
             yield (
                 loss_fn(self.users[idx], self.items[idx]),
                 None if self.weights is None else self.weights[idx],
@@ -165,13 +171,8 @@ class Trainer:
         perm = torch.randperm(len(self.active), generator=self.gen, device=self.dev).cpu()
         users = self.active[perm.numpy()]
         counts = self.indptr[users + 1] - self.indptr[users]
-        ends = np.cumsum(counts)
         per_step = max(1, min(self.hp["batch_size"], _STEP_MAX_CELLS // self.num_items))
-        lo = 0
-        while lo < len(users):
-            done = ends[lo - 1] if lo else 0
-            hi = int(np.searchsorted(ends, done + self.hp["batch_size"], side="left")) + 1
-            hi = min(max(hi, lo + 1), lo + per_step, len(users))
+        for lo, hi in balanced_batches(counts, self.hp["batch_size"], per_step):
             batch = users[lo:hi]
             rows, cols = seen_coordinates(self.indptr, self.row_items, batch)
             u = torch.from_numpy(batch).to(self.dev)
@@ -187,4 +188,26 @@ class Trainer:
                 )
                 w = self.row_weights[torch.from_numpy(pos).to(self.dev)]
             yield loss_vec, w
-            lo = hi
+
+
+def balanced_batches(sizes: np.ndarray, batch_size: int, max_rows: int) -> list[tuple[int, int]]:
+    """``(lo, hi)`` row ranges cutting rows of ``sizes`` interactions into ``ceil(total /
+    batch_size)`` batches of near-equal total size (whole rows, at least one per batch), none
+    with more than ``max_rows`` rows.
+
+    Cutting greedily at ``batch_size`` leaves a remainder batch of any size, down to one row,
+    whose mean loss then counts as much as a full batch's: a noisy step whose size depends on
+    how the data size divides by the batch size.
+    """
+    ends = np.cumsum(sizes)
+    if len(ends) == 0:
+        return []
+    total = int(ends[-1])
+    n_batches = max(1, -(-total // batch_size))
+    targets = total * np.arange(1, n_batches) / n_batches
+    cuts = np.searchsorted(ends, targets, side="left") + 1
+    bounds = np.unique(np.concatenate([[0], cuts, [len(ends)]]))
+    out: list[tuple[int, int]] = []
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        out.extend((a, min(a + max_rows, hi)) for a in range(lo, hi, max_rows))
+    return out
