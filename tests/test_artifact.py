@@ -112,3 +112,17 @@ def test_missing_folder_or_files(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"torch pickle")
     with pytest.raises(ArtifactError, match="not a spotlight-sagemaker model folder"):
         ImplicitFactorizationModel.load(tmp_path)
+
+
+def test_artifact_from_before_the_popularity_prior_scores_without_one(model, tmp_path):
+    model.save(tmp_path)
+    cfg = tmp_path / CONFIG_FILE
+    config = json.loads(cfg.read_text())
+    assert config["hyperparameters"]["popularity_prior"] == model.popularity_prior != 0
+    del config["hyperparameters"]["popularity_prior"]  # as written by 0.1 artifacts
+    cfg.write_text(json.dumps(config))
+    old = ImplicitFactorizationModel.load(tmp_path, device="cpu")
+    assert old.popularity_prior == 0.0
+    shift = model.popularity_prior * np.log1p(model.item_counts)
+    users = np.arange(5)
+    assert np.allclose(old.score_users(users) + shift, model.score_users(users), atol=1e-5)

@@ -159,6 +159,30 @@ def test_every_loss_learns_and_survives_a_batch_of_one(data, loss):
     assert small.history[-1].loss < small.history[0].loss
 
 
+def test_popularity_prior_shifts_scores_but_never_training(data, tmp_path):
+    kw = dict(n_iter=3, embedding_dim=8, random_state=4, device="cpu")
+    plain = ImplicitFactorizationModel(popularity_prior=0, **kw).fit(data)
+    tilted = ImplicitFactorizationModel(popularity_prior=0.5, **kw).fit(data)
+    for (name, a), b in zip(plain._net.named_parameters(), tilted._net.parameters(), strict=True):
+        assert torch.equal(a, b), name  # the training loss never saw the prior
+    shift = (0.5 * np.log1p(data.item_counts())).astype(np.float32)
+    users = np.arange(data.num_users)
+    assert np.allclose(tilted.score_users(users), plain.score_users(users) + shift, atol=1e-5)
+    pairs = np.array([1, 5, 9])
+    assert np.allclose(tilted.predict(0, pairs), plain.predict(0, pairs) + shift[pairs], atol=1e-5)
+    top_i, top_s = tilted.recommend_indices(users[:3], 5)
+    assert np.allclose(top_s, np.take_along_axis(tilted.score_users(users[:3]), top_i, 1))
+    assert np.allclose(
+        tilted.set_popularity_prior(0).score_users(users), plain.score_users(users), atol=1e-6
+    )
+    tilted.set_popularity_prior("0.5")  # strings, as SageMaker sends hyperparameters
+    tilted.save(tmp_path)
+    again = ImplicitFactorizationModel.load(tmp_path, device="cpu")
+    assert np.array_equal(again.score_users(users), tilted.score_users(users))
+    with pytest.raises(ValueError, match="'popularity_prior' must be a number"):
+        ImplicitFactorizationModel(popularity_prior="strong")
+
+
 @pytest.mark.parametrize(
     ("sizes", "batch_size", "max_rows"),
     [

@@ -115,6 +115,8 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
     arrays = _read_arrays(Path(path), config)
     try:
         hp = dict(config["hyperparameters"], device=device)
+        # written before the prior existed: those models scored without one
+        hp.setdefault("popularity_prior", 0.0)
         model = ImplicitFactorizationModel(config.get("preset", "default"), **hp)
         model.seed = config["seed"]
         model.epochs_trained = int(config["epochs_trained"])
@@ -145,6 +147,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
     model._net = net.to(model.device).eval()
     model.seen = (arrays["seen_indptr"].astype(np.int64), arrays["seen_indices"].astype(np.int64))
     model.item_counts = arrays["item_counts"].astype(np.int64)
+    model._apply_popularity_prior()
     model._opt = make_optimizer(model._net.parameters(), model.hyperparameters)
     model._gen = torch.Generator(device=model.device).manual_seed(model.seed + model.epochs_trained)
     if config.get("has_optimizer_state"):

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .config import resolve
+from .config import coerce, resolve
 from .errors import NotFittedError, UnknownIdError
 from .idmap import IdMap
 from .interactions import Interactions
@@ -69,7 +69,9 @@ class ImplicitFactorizationModel:
         **hyperparameters: ``loss`` (pointwise, bpr, hinge, adaptive_hinge, softmax),
             ``embedding_dim``, ``n_iter``, ``batch_size``, ``l2``, ``learning_rate``,
             ``num_negative_samples``, ``random_state``, ``negative_sampling``
-            (uniform, unseen), ``use_weights``, ``device`` (auto, cpu, cuda). Strings are
+            (uniform, unseen), ``lr_decay``, ``sparse``, ``popularity_prior`` (scores add
+            this x log(1 + the item's training count); 0 gives Spotlight's plain dot product
+            + biases), ``use_weights``, ``device`` (auto, cpu, cuda). Strings are
             accepted and converted; bad names or values raise ``ValueError``.
     """
 
@@ -180,6 +182,22 @@ class ImplicitFactorizationModel:
     def _remember_training_data(self, interactions: Interactions) -> None:
         self.seen = interactions.tocsr()
         self.item_counts = interactions.item_counts()
+        self._apply_popularity_prior()
+
+    def set_popularity_prior(self, value: float) -> ImplicitFactorizationModel:
+        """Change ``popularity_prior`` on a trained model (no retraining: the prior is never part
+        of the training loss), e.g. to tune it on a validation set."""
+        self.hyperparameters["popularity_prior"] = coerce("popularity_prior", value)
+        if self._net is not None:
+            self._apply_popularity_prior()
+        return self
+
+    def _apply_popularity_prior(self) -> None:
+        """Scores get ``popularity_prior * log(1 + training count)`` per item (eval mode only)."""
+        c = self.hyperparameters["popularity_prior"]
+        counts = np.zeros(self.num_items) if self.item_counts is None else self.item_counts
+        prior = torch.from_numpy((c * np.log1p(counts.astype(np.float64))).astype(np.float32))
+        self._require().set_item_prior(prior.to(self.device))
 
     def _train(
         self, data: Interactions, epochs: int, callback: Callable[[EpochStats], None] | None

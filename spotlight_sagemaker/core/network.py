@@ -1,4 +1,9 @@
-"""The bilinear network: user/item embeddings and biases, score = <p_u, q_i> + b_u + b_i."""
+"""The bilinear network: user/item embeddings and biases, score = <p_u, q_i> + b_u + b_i.
+
+At scoring time (``eval()`` mode) a fixed per-item prior is added to ``b_i`` (see
+``ImplicitFactorizationModel``'s ``popularity_prior``); in ``train()`` mode it is not, so the
+training loss only ever sees the learned parameters.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,21 @@ class BilinearNet(nn.Module):
         )
         self.user_biases = nn.Parameter(torch.zeros(num_users, 1))
         self.item_biases = nn.Parameter(torch.zeros(num_items, 1))
+        # not a parameter and not in the state dict: derived from training counts on demand
+        self.register_buffer("item_prior", torch.zeros(num_items), persistent=False)
+        self.eval()
+
+    def set_item_prior(self, prior: torch.Tensor) -> None:
+        """The fixed per-item score offset added in ``eval()`` mode (``[num_items]``)."""
+        if prior.shape != self.item_prior.shape:
+            want = tuple(self.item_prior.shape)
+            raise ValueError(f"item prior has shape {tuple(prior.shape)}, want {want}")
+        self.item_prior.copy_(prior)
+
+    def _item_bias(self, bias: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        if self.training:
+            return bias
+        return bias + (self.item_prior if items is None else self.item_prior[items])
 
     def users(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings, biases) rows of ``users``."""
@@ -52,6 +72,7 @@ class BilinearNet(nn.Module):
         """Scores of aligned pairs: ``items`` is ``[batch]`` or ``[k, batch]`` (k per user)."""
         u, bu = self.users(users)
         q, bi = self.items(items)
+        bi = self._item_bias(bi, items)
         if q.dim() == u.dim():
             return (u * q).sum(-1) + bu + bi
         # items: [k, batch] -> scores [k, batch] without materialising k copies of u
@@ -64,7 +85,7 @@ class BilinearNet(nn.Module):
             q, bi = self.item_embeddings, self.item_biases[:, 0]
         else:
             q, bi = self.items(items)
-        return u @ q.T + bi + bu[:, None]
+        return u @ q.T + self._item_bias(bi, items) + bu[:, None]
 
     def pair_and_shared(
         self, users: torch.Tensor, items: torch.Tensor, shared: torch.Tensor
