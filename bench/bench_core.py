@@ -185,7 +185,8 @@ def main() -> None:
             print(f"| {r['n']:,} | {r['epoch_s']:.1f} | {r['peak_mb']:,.0f} |")
         a, b = res
         print(
-            f"memory growth 5M -> 20M: {b['peak_mb'] / a['peak_mb']:.2f}x for "
+            f"memory growth {a['n'] / 1e6:g}M -> {b['n'] / 1e6:g}M interactions: "
+            f"{b['peak_mb'] / a['peak_mb']:.2f}x for "
             f"{b['n'] / a['n']:.1f}x interactions (users x items would be "
             f"{140_000 * 27_000 * 4 / 2**20:,.0f} MB as float32)"
         )
