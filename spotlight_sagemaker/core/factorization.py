@@ -195,9 +195,8 @@ class ImplicitFactorizationModel:
     def _apply_popularity_prior(self) -> None:
         """Scores get ``popularity_prior * log(1 + training count)`` per item (eval mode only)."""
         c = self.hyperparameters["popularity_prior"]
-        counts = np.zeros(self.num_items) if self.item_counts is None else self.item_counts
-        prior = torch.from_numpy((c * np.log1p(counts.astype(np.float64))).astype(np.float32))
-        self._require().set_item_prior(prior.to(self.device))
+        prior = (c * np.log1p(self.item_counts.astype(np.float64))).astype(np.float32)
+        self._require().set_item_prior(torch.from_numpy(prior).to(self.device))
 
     def _train(
         self, data: Interactions, epochs: int, callback: Callable[[EpochStats], None] | None
