@@ -325,16 +325,11 @@ def _uniform_user_records(
         if not set(map(type, raw)) <= {str, int}:
             return None
         table = {}
-        for value in set(raw):
-            if type(value) is int and 0 < value <= limits.max_top_n:
-                table[value] = value
-            elif type(value) is str and value.isascii() and value.isdigit():
-                n = int(value)
-                if not 0 < n <= limits.max_top_n:
-                    return None
-                table[value] = n
-            else:
-                return None
+        for value in set(raw):  # once per distinct value, with the per-record loop's rules
+            try:
+                table[value] = _top_n(value, "", limits)
+            except BadRequestError:
+                return None  # the per-record loop names the record
         if len(table) == 1:
             top_n = np.full(count, next(iter(table.values())), dtype=np.int64)
         else:
