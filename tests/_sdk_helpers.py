@@ -13,6 +13,35 @@ import pytest
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
+def algorithm_specification() -> dict:
+    """The AlgorithmSpecification a default SpotlightEstimator sends in us-east-1."""
+    from spotlight_sagemaker.metrics import METRIC_DEFINITIONS
+
+    return {
+        "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+        "pytorch-training:2.6.0-gpu-py312",
+        "TrainingInputMode": "File",
+        "MetricDefinitions": METRIC_DEFINITIONS,
+        "EnableSageMakerMetricsTimeSeries": True,
+    }
+
+
+def training_channel(s3_uri: str) -> list[dict]:
+    """InputDataConfig of a fit() on one S3 prefix."""
+    return [
+        {
+            "ChannelName": "training",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": s3_uri,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+    ]
+
+
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK polls with sleeps; moto answers at once."""
     monkeypatch.setattr(time, "sleep", lambda seconds: None)

@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from _sdk_helpers import ROLE, estimator_options, forbid_aws_calls, no_sleep, session
+from _sdk_helpers import (
+    ROLE,
+    algorithm_specification,
+    estimator_options,
+    forbid_aws_calls,
+    no_sleep,
+    session,
+    training_channel,
+)
 from botocore.stub import Stubber
 
 from spotlight_sagemaker import SpotlightEstimator, SpotlightModel, defaults, staging
@@ -254,26 +262,9 @@ def _describe(name, est, source):
         "TrainingJobStatus": "Completed",
         "SecondaryStatus": "Completed",
         "HyperParameters": hps,
-        "AlgorithmSpecification": {
-            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
-            "pytorch-training:2.6.0-gpu-py312",
-            "TrainingInputMode": "File",
-            "MetricDefinitions": METRIC_DEFINITIONS,
-            "EnableSageMakerMetricsTimeSeries": True,
-        },
+        "AlgorithmSpecification": algorithm_specification(),
         "RoleArn": ROLE,
-        "InputDataConfig": [
-            {
-                "ChannelName": "training",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": "s3://data/ml-100k/",
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-        ],
+        "InputDataConfig": training_channel("s3://data/ml-100k/"),
         "OutputDataConfig": {"KmsKeyId": "", "S3OutputPath": "s3://out-bucket/jobs/"},
         "ResourceConfig": {
             "InstanceType": "ml.g4dn.xlarge",

@@ -15,6 +15,7 @@ import moto
 import pytest
 from _sdk_helpers import (
     ROLE,
+    algorithm_specification,
     capture,
     estimator_options,
     no_sleep,
@@ -22,6 +23,7 @@ from _sdk_helpers import (
     read_tar,
     s3_split,
     session,
+    training_channel,
 )
 from botocore.stub import Stubber
 
@@ -217,29 +219,12 @@ def test_create_training_job_request_shape(sm):
     source = f"s3://{bucket}/spotlight-shape/source/sourcedir.tar.gz"
     expected = {
         "TrainingJobName": "spotlight-shape",
-        "AlgorithmSpecification": {
-            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
-            "pytorch-training:2.6.0-gpu-py312",
-            "TrainingInputMode": "File",
-            "MetricDefinitions": METRIC_DEFINITIONS,
-            "EnableSageMakerMetricsTimeSeries": True,
-        },
+        "AlgorithmSpecification": algorithm_specification(),
         "RoleArn": ROLE,
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/"},
         "ResourceConfig": {"InstanceCount": 1, "InstanceType": GPU, "VolumeSizeInGB": 30},
         "StoppingCondition": {"MaxRuntimeInSeconds": 86400, "MaxWaitTimeInSeconds": 7200},
-        "InputDataConfig": [
-            {
-                "ChannelName": "training",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": "s3://data-bucket/ml-100k/",
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-        ],
+        "InputDataConfig": training_channel("s3://data-bucket/ml-100k/"),
         "HyperParameters": {
             "loss": '"bpr"',
             "n_iter": "5",
