@@ -96,12 +96,20 @@ def test_truncated_or_foreign_config(model, tmp_path):
         ImplicitFactorizationModel.load(tmp_path)
 
 
-def test_newer_format_asks_for_an_upgrade(model, tmp_path):
-    model.save(tmp_path)
-    cfg = tmp_path / CONFIG_FILE
+def save_with_edited_config(model, folder, edit) -> dict:
+    """Save ``model`` into ``folder``, then rewrite its config after ``edit(config)``; returns
+    the config as saved, before the edit."""
+    model.save(folder)
+    cfg = folder / CONFIG_FILE
     config = json.loads(cfg.read_text())
-    config["format_version"] = 99
+    saved = json.loads(json.dumps(config))
+    edit(config)
     cfg.write_text(json.dumps(config))
+    return saved
+
+
+def test_newer_format_asks_for_an_upgrade(model, tmp_path):
+    save_with_edited_config(model, tmp_path, lambda c: c.update(format_version=99))
     with pytest.raises(ArtifactError, match="format version 99.*upgrade"):
         ImplicitFactorizationModel.load(tmp_path)
 
@@ -115,12 +123,10 @@ def test_missing_folder_or_files(tmp_path):
 
 
 def test_artifact_from_before_the_popularity_prior_scores_without_one(model, tmp_path):
-    model.save(tmp_path)
-    cfg = tmp_path / CONFIG_FILE
-    config = json.loads(cfg.read_text())
-    assert config["hyperparameters"]["popularity_prior"] == model.popularity_prior != 0
-    del config["hyperparameters"]["popularity_prior"]  # as written by 0.1 artifacts
-    cfg.write_text(json.dumps(config))
+    saved = save_with_edited_config(  # as written by 0.1 artifacts
+        model, tmp_path, lambda c: c["hyperparameters"].pop("popularity_prior")
+    )
+    assert saved["hyperparameters"]["popularity_prior"] == model.popularity_prior != 0
     old = ImplicitFactorizationModel.load(tmp_path, device="cpu")
     assert old.popularity_prior == 0.0
     shift = model.popularity_prior * np.log1p(model.item_counts)
