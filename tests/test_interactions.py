@@ -126,6 +126,10 @@ def test_csr_lists_each_users_items(ml100k_csv):
     raw = sorted(data.item_map.ids[indices[indptr[u] : indptr[u + 1]]].tolist(), key=int)
     rows = pd.read_csv(ml100k_csv, dtype=str)
     assert raw == sorted(rows.loc[rows.user_id == "685", "item_id"].tolist(), key=int)
+    order = data.csr_order()  # the permutation behind the CSR (the trainer's weight order)
+    assert np.array_equal(data.item_ids[order], indices)
+    rows_of = np.repeat(np.arange(data.num_users), np.diff(indptr))
+    assert np.array_equal(data.user_ids[order], rows_of)
 
 
 def test_idmap_round_trip_keeps_order():

@@ -248,7 +248,14 @@ class Interactions:
             indptr = np.zeros(self.num_users + 1, dtype=np.int64)
             np.cumsum(counts, out=indptr[1:])
             self._csr["csr"] = (indptr, self.item_ids[order].astype(np.int64))
+            self._csr["order"] = order
         return self._csr["csr"]
+
+    def csr_order(self) -> np.ndarray:
+        """The permutation of the interactions that :meth:`tocsr` lists them in (by user, then
+        item): ``tocsr()[1] == item_ids[csr_order()]``."""
+        self.tocsr()
+        return self._csr["order"]
 
     def item_counts(self) -> np.ndarray:
         """Number of interactions per item index."""

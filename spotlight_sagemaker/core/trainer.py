@@ -158,13 +158,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ grouped by user
     def _prepare_grouped(self, data: Interactions) -> None:
-        order = np.lexsort((data.item_ids, data.user_ids))
-        counts = np.bincount(data.user_ids, minlength=data.num_users)
-        self.indptr = np.zeros(data.num_users + 1, dtype=np.int64)
-        np.cumsum(counts, out=self.indptr[1:])
-        self.row_items = data.item_ids[order].astype(np.int64)
-        self.row_weights = None if self.weights is None else self.weights[torch.from_numpy(order)]
-        self.active = np.flatnonzero(counts > 0)
+        self.indptr, self.row_items = data.tocsr()  # cached: the model computed it for `seen`
+        self.row_weights = None
+        if self.weights is not None:
+            self.row_weights = self.weights[torch.from_numpy(data.csr_order())]
+        self.active = np.flatnonzero(np.diff(self.indptr) > 0)
         self.num_items = data.num_items
 
     def _grouped_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
