@@ -54,3 +54,29 @@ def test_mrr_averages_ties():
     test = base.subset(np.array([1]))  # item b
     r = evaluate(Fixed(np.array([[1.0, 1.0, 1.0]])), test, None, k=1)
     assert r["mrr"] == pytest.approx(1 / 2)  # three-way tie: rank (1 + 3) / 2 = 2
+
+
+def test_ndcg_at_k_is_evaluates_ndcg_from_the_top_k_alone(ml100k_csv):
+    """The per-epoch early-stopping score equals core.evaluate's ndcg@10 (train items excluded),
+    with and without the popularity prior, and counts a test row also in train as irrelevant."""
+    from spotlight_sagemaker.core import ImplicitFactorizationModel, Interactions
+    from spotlight_sagemaker.core.evaluation import ndcg_at_k
+
+    data = Interactions.from_csv(ml100k_csv)
+    train, test = random_train_test_split(data, 0.2, random_state=42)
+    model = ImplicitFactorizationModel(n_iter=2, embedding_dim=16, random_state=0, device="cpu")
+    model.fit(train)
+    for prior in (0.0, 0.3):
+        model.set_popularity_prior(prior)
+        want = evaluate(model, test, train)["ndcg@10"]
+        assert ndcg_at_k(model, test, 10) == pytest.approx(want, abs=1e-9)
+    overlap = test.subset(np.arange(len(test)))  # the same rows, plus train rows below
+    both = Interactions(
+        np.concatenate([overlap.user_ids, train.user_ids[:500]]),
+        np.concatenate([overlap.item_ids, train.item_ids[:500]]),
+        test.user_map,
+        test.item_map,
+    )
+    assert ndcg_at_k(model, both, 10) == pytest.approx(
+        evaluate(model, both, train)["ndcg@10"], abs=1e-9
+    )

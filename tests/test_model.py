@@ -290,3 +290,24 @@ def test_sparse_lazy_adam_learns_the_planted_groups(data, loss):
     recs = m.recommend(data.user_map.to_list(), n=5)
     hits = sum(group(i) == group(r.query_id) for r in recs for i in r.item_ids)
     assert hits / (5 * len(recs)) >= 0.9
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr"])
+def test_per_interaction_l2_is_part_of_the_loss_not_adams_weight_decay(data, loss):
+    """l2_rule="per_interaction": the epoch's loss is the data loss plus l2 x the mean of
+    |p_u|^2 + |q_i|^2 over the interactions (one batch: measured before the only step), and the
+    optimiser decays nothing; l2_rule="weight_decay" (Spotlight's) is Adam's weight_decay."""
+    common = dict(loss=loss, batch_size=len(data), random_state=3, device="cpu", n_iter=1)
+    plain = ImplicitFactorizationModel(l2=0.0, **common).fit(data)
+    penalised = ImplicitFactorizationModel(l2=0.5, l2_rule="per_interaction", **common)
+    penalised.fit(data)
+    init = ImplicitFactorizationModel(l2=0.0, **dict(common, n_iter=0)).fit(data)._net
+    u = torch.from_numpy(data.user_ids)
+    i = torch.from_numpy(data.item_ids)
+    norms = init.user_embeddings[u].square().sum(1) + init.item_embeddings[i].square().sum(1)
+    want = plain.history[0].loss + 0.5 * float(norms.mean().detach())
+    assert penalised.history[0].loss == pytest.approx(want, rel=1e-5)
+    assert all(g["weight_decay"] == 0.0 for g in penalised._opt.param_groups)
+    decayed = ImplicitFactorizationModel(l2=0.5, l2_rule="weight_decay", **common).fit(data)
+    assert all(g["weight_decay"] == 0.5 for g in decayed._opt.param_groups)
+    assert decayed.history[0].loss == pytest.approx(plain.history[0].loss, rel=1e-6)

@@ -117,6 +117,8 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
         hp = dict(config["hyperparameters"], device=device)
         # written before the prior existed: those models scored without one
         hp.setdefault("popularity_prior", 0.0)
+        # written before l2_rule existed: l2 was always Adam's weight decay
+        hp.setdefault("l2_rule", "weight_decay")
         model = ImplicitFactorizationModel(config.get("preset", "default"), **hp)
         model.seed = config["seed"]
         model.epochs_trained = int(config["epochs_trained"])

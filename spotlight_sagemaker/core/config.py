@@ -13,6 +13,7 @@ from .losses import LOSSES
 from .sampling import SAMPLERS
 
 DEVICES = ("auto", "cpu", "cuda")
+L2_RULES = ("weight_decay", "per_interaction")
 PRESETS = ("default", "spotlight")
 
 
@@ -37,7 +38,16 @@ PARAMS: dict[str, Param] = {
         Param("embedding_dim", int, "latent dimension", min=1, max=4096),
         Param("n_iter", int, "number of epochs", min=0, max=100_000),
         Param("batch_size", int, "minibatch size", min=1, max=10_000_000),
-        Param("l2", float, "L2 penalty (Adam weight decay, as Spotlight)", min=0.0),
+        Param("l2", float, "L2 penalty strength (how it applies: l2_rule)", min=0.0),
+        Param(
+            "l2_rule",
+            str,
+            "'weight_decay' (Spotlight: Adam's weight_decay, every row decays at every step, "
+            "so its strength grows with steps per epoch) or 'per_interaction' (the loss adds "
+            "l2 x the squared norms of the user and item vectors each interaction uses, "
+            "averaged like the loss: the same objective whatever the batch or data size)",
+            choices=L2_RULES,
+        ),
         Param("learning_rate", float, "Adam learning rate", min=0.0, min_inclusive=False),
         Param(
             "num_negative_samples",
@@ -94,6 +104,7 @@ SPOTLIGHT_DEFAULTS: dict[str, Any] = {
     "n_iter": 10,
     "batch_size": 256,
     "l2": 0.0,
+    "l2_rule": "weight_decay",
     "learning_rate": 1e-2,
     "num_negative_samples": 5,
     "random_state": None,
@@ -114,6 +125,7 @@ DEFAULTS: dict[str, Any] = {
     "n_iter": 45,
     "batch_size": 8192,
     "l2": 1e-4,
+    "l2_rule": "weight_decay",
     "learning_rate": 5e-3,
     "num_negative_samples": 5,
     "random_state": None,

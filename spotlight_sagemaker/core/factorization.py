@@ -115,9 +115,16 @@ class ImplicitFactorizationModel:
 
     # ------------------------------------------------------------------ training
     def fit(
-        self, interactions: Interactions, *, callback: Callable[[EpochStats], None] | None = None
+        self,
+        interactions: Interactions,
+        *,
+        callback: Callable[[EpochStats], bool | None] | None = None,
     ) -> ImplicitFactorizationModel:
-        """Train from scratch for ``n_iter`` epochs (any previous state is discarded)."""
+        """Train from scratch for ``n_iter`` epochs (any previous state is discarded).
+
+        ``callback`` gets each epoch's :class:`EpochStats`; when it returns ``True``, training
+        stops after that epoch.
+        """
         self._initialise(interactions)
         return self.fit_partial(interactions, callback=callback)
 
@@ -126,7 +133,7 @@ class ImplicitFactorizationModel:
         interactions: Interactions,
         n_iter: int | None = None,
         *,
-        callback: Callable[[EpochStats], None] | None = None,
+        callback: Callable[[EpochStats], bool | None] | None = None,
     ) -> ImplicitFactorizationModel:
         """Continue training for ``n_iter`` more epochs (default: the ``n_iter`` hyperparameter).
 
@@ -199,7 +206,7 @@ class ImplicitFactorizationModel:
         self._require().set_item_prior(torch.from_numpy(prior).to(self.device))
 
     def _train(
-        self, data: Interactions, epochs: int, callback: Callable[[EpochStats], None] | None
+        self, data: Interactions, epochs: int, callback: Callable[[EpochStats], bool | None] | None
     ) -> None:
         trainer = Trainer(self._net, self._opt, data, self.hyperparameters, self._gen, self.device)
         n = len(data)
@@ -217,8 +224,8 @@ class ImplicitFactorizationModel:
                 stats.seconds,
                 stats.interactions_per_second,
             )
-            if callback is not None:
-                callback(stats)
+            if callback is not None and callback(stats):
+                break  # the callback asked to stop (e.g. early stopping)
 
     # ------------------------------------------------------------------ scoring
     def _require(self) -> BilinearNet:

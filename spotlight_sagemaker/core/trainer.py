@@ -24,16 +24,21 @@ from .ranking import seen_coordinates
 from .sampling import NegativeSampler
 
 LossFn = Callable[..., torch.Tensor]
+#: One step's per-interaction losses, their weights (or None) and L2 terms (or a zero scalar).
+Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
 _GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped full softmax
 _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
 _SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
 
 
 def make_optimizer(params, hyperparameters: dict) -> torch.optim.Optimizer:
-    """Spotlight's optimiser, Adam with ``weight_decay=l2`` (the fused kernel where available),
-    or with ``sparse=True`` a lazy Adam that updates only the rows a batch touches."""
+    """Spotlight's optimiser, Adam (the fused kernel where available), or with ``sparse=True`` a
+    lazy Adam that updates only the rows a batch touches; ``weight_decay=l2`` under
+    ``l2_rule="weight_decay"`` (Spotlight's), none under ``"per_interaction"`` (the loss carries
+    the penalty, see :class:`Trainer`)."""
     params = list(params)
-    kwargs = {"lr": hyperparameters["learning_rate"], "weight_decay": hyperparameters["l2"]}
+    decay = hyperparameters["l2"] if hyperparameters.get("l2_rule") == "weight_decay" else 0.0
+    kwargs = {"lr": hyperparameters["learning_rate"], "weight_decay": decay}
     if hyperparameters.get("sparse"):
         return LazyAdam(params, **kwargs)
     try:
@@ -90,8 +95,11 @@ class Trainer:
         total = torch.zeros((), device=self.dev)
         batches = self._grouped_batches() if self.grouped else self._interaction_batches()
         self._set_learning_rate(index)
+        l2 = self.hp["l2"] if self.hp.get("l2_rule") == "per_interaction" else 0.0
         try:
-            for loss_vec, w in batches:
+            for loss_vec, w, norms in batches:
+                if l2:
+                    loss_vec = loss_vec + l2 * norms
                 if w is None:
                     loss = loss_vec.mean()
                 else:
@@ -113,15 +121,25 @@ class Trainer:
             group["lr"] = base
 
     # ------------------------------------------------------------------ per interaction
-    def _interaction_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _norms(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Per interaction, ``|p_u|^2 + |q_i|^2`` (the ``per_interaction`` L2 penalty's term)."""
+        if self.hp.get("l2_rule") != "per_interaction" or not self.hp["l2"]:
+            return torch.zeros((), device=self.dev)
+        p, _ = self.net.users(users)
+        q, _ = self.net.items(items)
+        return p.square().sum(-1) + q.square().sum(-1)
+
+    def _interaction_batches(self) -> Iterator[Batch]:
         loss_fn = self._pair_loss()
         perm = torch.randperm(self.n, generator=self.gen, device=self.dev)
         # ceil(n / batch_size) batches of near-equal size: no small remainder batch whose mean
         # loss would weigh a handful of interactions as much as a full batch
         for idx in torch.tensor_split(perm, -(-self.n // self.hp["batch_size"])):
+            u, i = self.users[idx], self.items[idx]
             yield (
-                loss_fn(self.users[idx], self.items[idx]),
+                loss_fn(u, i),
                 None if self.weights is None else self.weights[idx],
+                self._norms(u, i),
             )
 
     def _pair_loss(self) -> LossFn:
@@ -165,7 +183,7 @@ class Trainer:
         self.active = np.flatnonzero(np.diff(self.indptr) > 0)
         self.num_items = data.num_items
 
-    def _grouped_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _grouped_batches(self) -> Iterator[Batch]:
         perm = torch.randperm(len(self.active), generator=self.gen, device=self.dev).cpu()
         users = self.active[perm.numpy()]
         counts = self.indptr[users + 1] - self.indptr[users]
@@ -178,6 +196,7 @@ class Trainer:
             r = torch.from_numpy(rows).to(self.dev)
             c = torch.from_numpy(cols).to(self.dev)
             loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
+            norms = self._norms(u[r], c)
             w = None
             if self.row_weights is not None:
                 pos = np.repeat(self.indptr[batch], counts[lo:hi]) + (
@@ -185,7 +204,7 @@ class Trainer:
                     - np.repeat(np.cumsum(counts[lo:hi]) - counts[lo:hi], counts[lo:hi])
                 )
                 w = self.row_weights[torch.from_numpy(pos).to(self.dev)]
-            yield loss_vec, w
+            yield loss_vec, w, norms
 
 
 def balanced_batches(sizes: np.ndarray, batch_size: int, max_rows: int) -> list[tuple[int, int]]:
