@@ -7,8 +7,9 @@ always complete; the newest two are kept, so that a checkpoint whose upload to S
 can fall back to the one before.
 
 A checkpoint records what it was trained on (:func:`fingerprint`): the SHA-256 of the training
-interactions (ids and vocabularies) and every model hyperparameter except ``device`` and, unless a
-learning-rate decay makes the schedule depend on it, ``n_iter``. Resuming a checkpoint whose
+interactions (ids and vocabularies) and every model hyperparameter except ``device``, the
+scoring-only ``popularity_prior`` and, unless a learning-rate decay makes the schedule depend on
+it, ``n_iter``. Resuming a checkpoint whose
 fingerprint differs would silently mix two runs, so it is refused (:func:`find_resumable`); a
 larger ``n_iter`` (without decay) continues training.
 """
@@ -33,15 +34,21 @@ logger = logging.getLogger("spotlight_sagemaker.training")
 _FOLDER = re.compile(r"^epoch-([0-9]{6,})$")
 _TMP_PREFIX = ".epoch-"
 KEEP = 2
-_NOT_FINGERPRINTED = ("n_iter", "device")
+#: Scoring-only hyperparameters: they never change what training computes.
+_SCORING_ONLY = ("popularity_prior",)
+_NOT_FINGERPRINTED = ("n_iter", "device", *_SCORING_ONLY)
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint exists but was written by another configuration or other data."""
 
 
-def fingerprint(train: Interactions, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: the data hash and the hyperparameters."""
+def fingerprint(
+    train: Interactions, hyperparameters: dict[str, Any], phase: str | None = None
+) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the data hash, the hyperparameters and, for
+    a job that trains more than one model, which of them (``phase``: train.py's "validate" or
+    "refit")."""
     h = hashlib.sha256()
     for ids in (train.user_map.ids, train.item_map.ids):
         h.update("\n".join(ids.tolist()).encode("utf-8"))
@@ -52,9 +59,12 @@ def fingerprint(train: Interactions, hyperparameters: dict[str, Any]) -> dict[st
         h.update(np.ascontiguousarray(train.weights, dtype=np.float32).tobytes())
     skip = _NOT_FINGERPRINTED
     if hyperparameters.get("lr_decay", "none") != "none":
-        skip = ("device",)  # the learning-rate schedule depends on n_iter: it must match too
+        skip = ("device", *_SCORING_ONLY)  # the schedule depends on n_iter: it must match too
     hp = {k: v for k, v in hyperparameters.items() if k not in skip}
-    return {"data_sha256": h.hexdigest(), "hyperparameters": hp}
+    out: dict[str, Any] = {"data_sha256": h.hexdigest(), "hyperparameters": hp}
+    if phase is not None:
+        out["phase"] = phase
+    return out
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -100,8 +110,13 @@ def discard_checkpoints(folder: Path) -> int:
 def _mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str | None:
     if not stored:
         return "it carries no training fingerprint"
+    if stored.get("phase") != expected.get("phase"):
+        return (
+            f"it belongs to another stage of the job ({stored.get('phase') or 'single model'}, "
+            f"not {expected.get('phase') or 'single model'})"
+        )
     old_hp, new_hp = stored.get("hyperparameters", {}), expected["hyperparameters"]
-    for key in sorted(set(old_hp) | set(new_hp)):
+    for key in sorted((set(old_hp) | set(new_hp)) - set(_SCORING_ONLY)):
         if old_hp.get(key) != new_hp.get(key):
             return (
                 f"hyperparameter {key} was {old_hp.get(key)!r} there and is {new_hp.get(key)!r} now"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .core.config import PARAMS, coerce
-from .training_args import OPTIONS
+from .training_args import AUTO, AUTO_PARAMS, OPTIONS
 
 #: The AWS PyTorch Deep Learning Containers both sides run on (newest inference image: 2.6.0).
 FRAMEWORK_VERSION = "2.6.0"
@@ -169,6 +169,8 @@ def check_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
             raise TypeError(f"hyperparameter names must be strings, got {name!r}")
         if name.startswith(("_", "sagemaker_")) or _is_pipeline_variable(value):
             out[name] = value
+        elif name in AUTO_PARAMS and isinstance(value, str) and value.strip().lower() == AUTO:
+            out[name] = AUTO  # chosen by train.py on the job's validation rows
         elif name in PARAMS:
             out[name] = coerce(name, value)
         elif name in OPTIONS:

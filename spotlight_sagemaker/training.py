@@ -33,6 +33,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
+from .core.evaluation import ndcg_at_k
 from .metrics import format_epoch_line, format_validation_line
 from .training_args import UserError, parse_hyperparameters
 from .training_data import load_training_data
@@ -131,6 +132,11 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
         fresh = ImplicitFactorizationModel(opts["preset"], **hp)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if opts["choose_epochs"] and fresh.hyperparameters["lr_decay"] != "none":
+        raise UserError(
+            "lr_decay='linear' decays over n_iter epochs, so it needs an explicit n_iter; "
+            "give n_iter or set lr_decay=none to let early stopping choose the epochs"
+        )
     logger.info(
         "spotlight-sagemaker %s, torch %s, device %s (SM_NUM_GPUS=%d)",
         __version__,
@@ -148,36 +154,44 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     data = load_training_data(env.channels, opts)
     load_seconds = time.perf_counter() - t0
-    model, state, resumed_from = _model_to_train(fresh, data.train, opts)
+    folder = _checkpoint_folder(opts)
+    job = _Job(hp, opts, data, folder)
+    if opts["choose_epochs"] and data.validation is None:
+        logger.info(
+            "no validation rows: n_iter is not chosen, the preset's n_iter=%d is used",
+            fresh.hyperparameters["n_iter"],
+        )
 
     t0 = time.perf_counter()
-    _train(model, data, opts, state)
-    train_seconds = time.perf_counter() - t0
-
+    report = job.stored_report()  # a refit that was interrupted knows its validation already
+    if report is None and data.validation is not None:
+        report = job.validate()
+    validate_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    final = None
-    if data.validation is not None:
-        final = evaluate(model, data.validation, data.train, k=10)
-        print(format_validation_line(final), flush=True)
-    evaluate_seconds = time.perf_counter() - t0
+    model = job.final_model(report)
+    refit_seconds = time.perf_counter() - t0
 
+    validation = None if report is None else report["validation"]
     model.metrics = {
-        "validation": final,
-        "validation_history": state["validation_history"],
+        "validation": validation,
+        "validation_history": [] if report is None else report["validation_history"],
+        "validated_model": None if report is None else report["validated_model"],
         "data": data.counts,
     }
     timings = {
         "load_data_seconds": load_seconds,
-        "train_seconds": train_seconds,
-        "evaluate_seconds": evaluate_seconds,
+        "validate_seconds": validate_seconds,
+        "refit_seconds": refit_seconds,
+        "train_seconds": validate_seconds + refit_seconds,
         "total_seconds": time.perf_counter() - started,
     }
-    summary = _summary(model, opts, ignored, data.counts, resumed_from, timings)
+    summary = _summary(model, opts, ignored, data.counts, job.resumed_from, timings, report)
     _write_json_atomic(env.output_data_dir / "metrics.json", summary)
     model.save(env.model_dir)  # last: a model folder only ever holds a finished model
     logger.info(
-        "saved the model (%d epochs) to %s and metrics to %s",
+        "saved the model (%d epochs on %d rows) to %s and metrics to %s",
         model.epochs_trained,
+        len(data.train),
         env.model_dir,
         env.output_data_dir / "metrics.json",
     )
@@ -191,6 +205,7 @@ def _summary(
     counts: dict[str, Any],
     resumed_from: int | None,
     timings: dict[str, float],
+    report: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """What metrics.json holds (docs/training.md lists the keys)."""
     return {
@@ -205,22 +220,24 @@ def _summary(
         "ignored_arguments": ignored,
         "data": counts,
         "epochs_trained": model.epochs_trained,
+        "epochs": None if report is None else report["epochs"],
+        "refit": None if report is None else report["refit"],
+        "popularity_prior": None if report is None else report.get("popularity_prior"),
         "resumed_from_epoch": resumed_from,
         "history": [s.__dict__ for s in model.history],
         "validation": model.metrics["validation"],
+        "validated_model": model.metrics["validated_model"],
         "validation_history": model.metrics["validation_history"],
         "timings": timings,
     }
 
 
-def _model_to_train(fresh: ImplicitFactorizationModel, train, opts: dict[str, Any]):
-    """The checkpointed model to continue, or ``fresh``; plus the run state and resume epoch."""
-    expected = fingerprint(train, fresh.hyperparameters)
-    state: dict[str, Any] = {"fingerprint": expected, "validation_history": []}
+def _checkpoint_folder(opts: dict[str, Any]) -> Path | None:
+    """The checkpoint folder, checked writable (``resume=never`` empties it), or None."""
     folder: Path | None = opts["checkpoint_dir"]
     if folder is None:
         logger.info("checkpoints disabled (checkpoint_dir=none)")
-        return fresh, state, None
+        return None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()  # writable?
@@ -230,55 +247,283 @@ def _model_to_train(fresh: ImplicitFactorizationModel, train, opts: dict[str, An
             "writable folder or checkpoint_dir=none"
         ) from None
     if opts["resume"] == "never":
-        n = discard_checkpoints(folder)
+        n = discard_checkpoints(folder) + discard_checkpoints(folder / HOLDOUT_FOLDER)
         logger.info("resume=never: discarded %d checkpoints in %s", n, folder)
-        return fresh, state, None
-    n_iter = fresh.hyperparameters["n_iter"]
-    found = find_resumable(folder, expected, n_iter, fresh.hyperparameters["device"])
-    if found is None:
-        logger.info("no checkpoint in %s: starting fresh", folder)
-        return fresh, state, None
-    model, stored, path = found
-    model.hyperparameters["n_iter"] = n_iter
-    state["validation_history"] = list(stored.get("validation_history", []))
-    logger.info("resuming from checkpoint %s at epoch %d of %d", path, model.epochs_trained, n_iter)
-    return model, state, model.epochs_trained
+    return folder
 
 
-def _train(model: ImplicitFactorizationModel, data, opts: dict[str, Any], state: dict) -> None:
-    n_iter = model.hyperparameters["n_iter"]
-    every, folder = opts["eval_every"], opts["checkpoint_dir"]
+#: Where the checkpoints of the model trained on the hold-out's remainder go, under
+#: ``checkpoint_dir`` (the served model's checkpoints are in ``checkpoint_dir`` itself).
+HOLDOUT_FOLDER = "holdout"
 
-    def on_epoch(stats: EpochStats) -> None:
-        print(
-            format_epoch_line(
-                stats.epoch, stats.loss, stats.seconds, stats.interactions_per_second
-            ),
-            flush=True,
+
+class _Job:
+    """The models one job trains, each checkpointed and resumable.
+
+    With validation rows, the *validated* model trains on ``data.fit`` and is scored on
+    ``data.validation`` (each epoch, for early stopping, when the epochs are chosen). With a
+    validation channel that model is the served one (``fit`` is every training row). With a
+    hold-out the served model is *refit* on every training row for the chosen epochs. Without
+    validation rows one model trains for ``n_iter`` epochs.
+    """
+
+    def __init__(self, hp: dict[str, Any], opts: dict[str, Any], data, folder: Path | None):
+        self.hp, self.opts, self.data, self.folder = hp, opts, data, folder
+        self.choose = bool(opts["choose_epochs"]) and data.validation is not None
+        self.resumed_from: int | None = None
+
+    def _fresh(self, **override: Any) -> ImplicitFactorizationModel:
+        return ImplicitFactorizationModel(self.opts["preset"], **{**self.hp, **override})
+
+    def _cap(self, model: ImplicitFactorizationModel) -> int:
+        return self.opts["max_epochs"] if self.choose else model.hyperparameters["n_iter"]
+
+    # ------------------------------------------------------------------ resume
+    def _resume(
+        self,
+        fresh: ImplicitFactorizationModel,
+        train,
+        folder: Path | None,
+        phase: str | None,
+        n_iter: int,
+    ) -> tuple[ImplicitFactorizationModel, dict[str, Any]]:
+        """The checkpointed model of this phase to continue, or ``fresh``; and its state."""
+        expected = fingerprint(train, fresh.hyperparameters, phase)
+        state: dict[str, Any] = {"fingerprint": expected, "validation_history": []}
+        if folder is None:
+            return fresh, state
+        found = find_resumable(folder, expected, n_iter, fresh.hyperparameters["device"])
+        if found is None:
+            logger.info("no checkpoint in %s: starting fresh", folder)
+            return fresh, state
+        model, stored, path = found
+        model.hyperparameters["n_iter"] = fresh.hyperparameters["n_iter"]
+        state["validation_history"] = list(stored.get("validation_history", []))
+        if "report" in stored:
+            state["report"] = stored["report"]
+        self.resumed_from = model.epochs_trained
+        logger.info(
+            "resuming from checkpoint %s at epoch %d of %d", path, model.epochs_trained, n_iter
         )
-        if (
-            every
-            and data.validation is not None
-            and stats.epoch % every == 0
-            and stats.epoch < n_iter
-        ):
-            m = evaluate(model, data.validation, data.train, k=10)
-            print(format_validation_line(m, epoch=stats.epoch), flush=True)
-            state["validation_history"].append({"epoch": stats.epoch, **m})
-        if folder is not None:
-            model.metrics = {
-                "checkpoint": {
-                    **state["fingerprint"],
-                    "validation_history": state["validation_history"],
-                }
-            }
-            save_checkpoint(model, folder)
+        return model, state
 
-    remaining = n_iter - model.epochs_trained
+    def stored_report(self) -> dict[str, Any] | None:
+        """The validation report kept in the refit's checkpoint, when a refit was interrupted."""
+        if not self.data.holdout or self.folder is None:
+            return None
+        fresh = self._fresh()
+        n = self._cap(fresh)
+        expected = fingerprint(self.data.train, fresh.hyperparameters, "refit")
+        found = find_resumable(self.folder, expected, n, fresh.hyperparameters["device"])
+        report = None if found is None else found[1].get("report")
+        if report is None:
+            return None
+        chosen = report["epochs"]
+        same = (
+            chosen["patience"] == self.opts["patience"] and chosen["max_epochs"] == n
+            if self.choose
+            else chosen["chosen_by"] == "n_iter" and chosen["n_iter"] == n
+        )
+        if not same:  # validated under other epoch settings: validate again (it resumes)
+            return None
+        logger.info("the refit's checkpoint holds the validation report: not validating again")
+        print(format_validation_line(report["validation"]), flush=True)
+        return report
+
+    # ------------------------------------------------------------------ the validated model
+    def validate(self) -> dict[str, Any]:
+        """Train on ``data.fit``, score on ``data.validation``; the report of what was chosen."""
+        data, opts = self.data, self.opts
+        fresh = self._fresh()
+        cap = self._cap(fresh)
+        if self.choose:
+            fresh.hyperparameters["n_iter"] = cap
+        phase = "validate" if data.holdout else None
+        folder = None if self.folder is None else self.folder
+        if folder is not None and data.holdout:
+            folder = folder / HOLDOUT_FOLDER
+        model, state = self._resume(fresh, data.fit, folder, phase, cap)
+        history: list[dict[str, Any]] = state["validation_history"]
+        best: dict[str, Any] = {"epoch": _best_epoch(history), "params": None}
+
+        def on_epoch(stats: EpochStats) -> bool:
+            print(_epoch_line(stats), flush=True)
+            entry: dict[str, Any] = {"epoch": stats.epoch}
+            every = opts["eval_every"]
+            if every and stats.epoch % every == 0 and stats.epoch < cap:
+                m = evaluate(model, data.validation, data.fit, k=10)
+                print(format_validation_line(m, epoch=stats.epoch), flush=True)
+                entry.update(m)
+            if self.choose:
+                entry.setdefault("ndcg@10", ndcg_at_k(model, data.validation, 10))
+                if best["epoch"] is None or entry["ndcg@10"] > _ndcg_of(history, best["epoch"]):
+                    best["epoch"], best["params"] = stats.epoch, _copy_params(model)
+                logger.info(
+                    "epoch %d: validation ndcg@10 %.6f (best %.6f at epoch %d)",
+                    stats.epoch,
+                    entry["ndcg@10"],
+                    max(entry["ndcg@10"], _ndcg_of(history, best["epoch"], entry)),
+                    best["epoch"],
+                )
+            if len(entry) > 1:
+                history.append(entry)
+            self._checkpoint(model, folder, state)
+            return self.choose and _should_stop(history, opts["patience"], cap)
+
+        if not (self.choose and history and _should_stop(history, opts["patience"], cap)):
+            _continue(model, data.fit, cap, on_epoch)
+        epochs = model.epochs_trained
+        if self.choose:
+            epochs = best["epoch"] = _best_epoch(history)
+            if best["params"] is not None:
+                _restore_params(model, best["params"], epochs)
+            elif epochs != model.epochs_trained:  # resumed past the best epoch: rebuild it
+                logger.info("rebuilding the model of epoch %d (its snapshot was lost)", epochs)
+                model = self._fresh(n_iter=epochs, random_state=model.seed).fit(data.fit)
+            model.hyperparameters["n_iter"] = epochs
+        prior = _choose_prior(model, data.validation) if opts["choose_prior"] else None
+        metrics = evaluate(model, data.validation, data.fit, k=10)
+        print(format_validation_line(metrics), flush=True)
+        self.validated = model
+        return {
+            "validation": metrics,
+            "validation_history": history,
+            "validated_model": {
+                "trained_on": "training channel less the hold-out"
+                if data.holdout
+                else "every training-channel row",
+                "rows": len(data.fit),
+                "epochs": epochs,
+                "seed": model.seed,
+            },
+            "epochs": {
+                "n_iter": epochs,
+                "chosen_by": "early stopping on validation ndcg@10" if self.choose else "n_iter",
+                "epochs_searched": max((h["epoch"] for h in history), default=epochs)
+                if self.choose
+                else epochs,
+                "patience": opts["patience"] if self.choose else None,
+                "max_epochs": cap if self.choose else None,
+            },
+            "refit": {"rows": len(data.train), "epochs": epochs} if data.holdout else None,
+            "popularity_prior": prior,
+        }
+
+    # ------------------------------------------------------------------ the served model
+    def final_model(self, report: dict[str, Any] | None) -> ImplicitFactorizationModel:
+        """The model to serve, trained on every training-channel row."""
+        data = self.data
+        if report is not None and not data.holdout:
+            return self.validated  # a validation channel: the validated model trained on all
+        override: dict[str, Any] = {}
+        phase = None
+        if report is not None:  # refit on every row for the validated model's epochs
+            override = {"n_iter": report["epochs"]["n_iter"]}
+            if report.get("popularity_prior"):
+                override["popularity_prior"] = report["popularity_prior"]["value"]
+            phase = "refit"
+            logger.info(
+                "refitting on all %d training rows for %d epochs",
+                len(data.train),
+                override["n_iter"],
+            )
+        fresh = self._fresh(**override)
+        n_iter = fresh.hyperparameters["n_iter"]
+        model, state = self._resume(fresh, data.train, self.folder, phase, n_iter)
+        if report is not None:
+            state["report"] = report
+
+        def on_epoch(stats: EpochStats) -> None:
+            print(_epoch_line(stats), flush=True)
+            self._checkpoint(model, self.folder, state)
+
+        _continue(model, data.train, n_iter, on_epoch)
+        if "popularity_prior" in override:
+            model.set_popularity_prior(override["popularity_prior"])
+        return model
+
+    def _checkpoint(self, model, folder: Path | None, state: dict[str, Any]) -> None:
+        if folder is None:
+            return
+        extra = {"report": state["report"]} if "report" in state else {}
+        model.metrics = {
+            "checkpoint": {
+                **state["fingerprint"],
+                "validation_history": state["validation_history"],
+                **extra,
+            }
+        }
+        save_checkpoint(model, folder)
+
+
+#: The popularity priors ``popularity_prior=auto`` chooses from (on validation ndcg@10).
+PRIOR_CANDIDATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def _choose_prior(model: ImplicitFactorizationModel, validation) -> dict[str, Any]:
+    """Set the candidate prior with the best validation ndcg@10 (the smallest of ties) on
+    ``model``; the prior is scoring-only, so no training is repeated."""
+    scores = {}
+    for c in PRIOR_CANDIDATES:
+        model.set_popularity_prior(c)
+        scores[c] = ndcg_at_k(model, validation, 10)
+    best = max(PRIOR_CANDIDATES, key=lambda c: (scores[c], -c))
+    model.set_popularity_prior(best)
+    logger.info(
+        "popularity_prior %s chosen on validation ndcg@10 (%s)",
+        best,
+        ", ".join(f"{c}: {v:.4f}" for c, v in scores.items()),
+    )
+    return {
+        "value": best,
+        "chosen_by": "validation ndcg@10",
+        "candidates": {str(c): v for c, v in scores.items()},
+    }
+
+
+def _continue(model: ImplicitFactorizationModel, train, n_iter: int, callback) -> None:
+    """Train ``model`` up to ``n_iter`` epochs in all (fresh, or on from a checkpoint)."""
     if model.is_fitted:
-        model.fit_partial(data.train, n_iter=remaining, callback=on_epoch)
+        model.fit_partial(train, n_iter=n_iter - model.epochs_trained, callback=callback)
     else:
-        model.fit(data.train, callback=on_epoch)
+        model.fit(train, callback=callback)
+
+
+def _epoch_line(stats: EpochStats) -> str:
+    return format_epoch_line(stats.epoch, stats.loss, stats.seconds, stats.interactions_per_second)
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The first epoch with the highest validation ndcg@10 in ``history`` (None if empty)."""
+    scored = [h for h in history if "ndcg@10" in h]
+    if not scored:
+        return None
+    top = max(h["ndcg@10"] for h in scored)
+    return next(h["epoch"] for h in scored if h["ndcg@10"] == top)
+
+
+def _ndcg_of(history: list[dict[str, Any]], epoch: int | None, pending=None) -> float:
+    for h in [*history, *([pending] if pending else [])]:
+        if h.get("epoch") == epoch and "ndcg@10" in h:
+            return float(h["ndcg@10"])
+    return float("-inf")
+
+
+def _should_stop(history: list[dict[str, Any]], patience: int, max_epochs: int) -> bool:
+    """Early stopping: ``patience`` epochs without a better ndcg@10, or ``max_epochs`` done."""
+    best = _best_epoch(history)
+    last = max((h["epoch"] for h in history), default=0)
+    return last >= max_epochs or (best is not None and last - best >= patience)
+
+
+def _copy_params(model: ImplicitFactorizationModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model._net.state_dict().items()}
+
+
+def _restore_params(model: ImplicitFactorizationModel, params, epochs: int) -> None:
+    model._net.load_state_dict(params)
+    model.epochs_trained = epochs
+    model.history = model.history[:epochs]
 
 
 # ---------------------------------------------------------------------- plumbing

@@ -18,6 +18,12 @@ from .core.config import PRESETS
 from .core.interactions import DUPLICATE_POLICIES
 
 RESUME_POLICIES = ("auto", "never")
+#: ``n_iter=auto``: the number of epochs is chosen on the job's validation rows (early stopping);
+#: ``popularity_prior=auto``: the prior is chosen there too. Either is the default preset's
+#: default when the name is not given.
+AUTO = "auto"
+#: The model hyperparameters ``auto`` applies to, and the option that says it was applied.
+AUTO_PARAMS = {"n_iter": "choose_epochs", "popularity_prior": "choose_prior"}
 _OFF = ("", "none", "null", "off", "false")
 
 
@@ -95,6 +101,19 @@ OPTIONS: dict[str, Option] = {
             _number("validation_seed", int, 0, 2**32 - 1),
         ),
         Option(
+            "max_epochs",
+            "200",
+            "with n_iter=auto (the default preset's default): the most epochs early stopping "
+            "may train",
+            _number("max_epochs", int, 1, 100_000),
+        ),
+        Option(
+            "patience",
+            "5",
+            "with n_iter=auto: stop after this many epochs without a better validation NDCG@10",
+            _number("patience", int, 1, 100_000),
+        ),
+        Option(
             "eval_every",
             "0",
             "also print validation metrics every N epochs (0: only at the end)",
@@ -154,12 +173,15 @@ def parse_hyperparameters(
 
     Returns:
         ``(model_overrides, options, ignored)``: the model hyperparameters given (checked and
-        converted), every option (defaults filled in) and the ignored names and tokens.
+        converted), every option (defaults filled in) plus ``choose_epochs`` and
+        ``choose_prior`` (whether ``n_iter`` and ``popularity_prior`` are chosen on the
+        validation rows), and the ignored names and tokens.
 
     Raises:
         UserError: a known name without a value or with a bad one.
     """
     pairs, ignored = _pairs(argv)
+    said_auto: set[str] = set()
     model: dict[str, Any] = {}
     given: dict[str, str] = {}
     for key, value in pairs:
@@ -171,6 +193,10 @@ def parse_hyperparameters(
         if key in OPTIONS:
             given[key] = value
             continue
+        if key in AUTO_PARAMS and value.strip().lower() == AUTO:
+            model.pop(key, None)  # absent from the overrides: the value is chosen
+            said_auto.add(key)
+            continue
         if value.strip() == "" and PARAMS[key].nullable:
             model[key] = None
             continue
@@ -178,7 +204,7 @@ def parse_hyperparameters(
             model[key] = coerce(key, value)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    options = {}
+    options: dict[str, Any] = {}
     for name, opt in OPTIONS.items():
         if name in given:
             options[name] = opt.parse(given[name])
@@ -186,4 +212,8 @@ def parse_hyperparameters(
             options[name] = base_dir / "checkpoints"
         else:
             options[name] = opt.parse(opt.default)
+    # name=auto, or the name not given under the default preset: chosen on validation rows
+    # (the Spotlight preset keeps Spotlight's fixed values unless told auto)
+    for name, flag in AUTO_PARAMS.items():
+        options[flag] = name in said_auto or (name not in model and options["preset"] == "default")
     return model, options, ignored

@@ -1,9 +1,12 @@
 """``train.py``'s data: the training channel, and validation from its own channel or a hold-out.
 
-The model is trained on the training part only and its vocabulary is the training part's, so an
-id seen only in validation rows never gets an untrained embedding in the artifact (it is served
-by the popularity fallback instead). Validation rows whose user or item is not in the training
-part cannot be scored: they are dropped, counted and logged.
+Three sets (:class:`TrainingData`): ``train``, every row of the training channel, which the served
+model is trained on and which counts as seen when it serves; ``fit``, the rows the validated
+model trains on (the training channel itself when a ``validation`` channel is given, else the
+channel less a hold-out of ``validation_fraction``); and ``validation``, on ``fit``'s vocabulary.
+The validated model's vocabulary is ``fit``'s, so an id seen only in validation rows never gets an
+untrained embedding there. Validation rows whose user or item is not in ``fit`` cannot be scored:
+they are dropped, counted and logged. Rows of a validation channel are never trained on.
 """
 
 from __future__ import annotations
@@ -26,11 +29,17 @@ VALIDATION_CHANNEL = "validation"
 
 @dataclass
 class TrainingData:
-    """The training interactions, the validation interactions on their vocabulary, counts."""
+    """Every training-channel row, the rows the validated model fits, validation rows, counts."""
 
     train: Interactions
+    fit: Interactions | None
     validation: Interactions | None
     counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def holdout(self) -> bool:
+        """Whether ``fit`` is a part of ``train`` (then the served model is refit on ``train``)."""
+        return self.fit is not None and self.fit is not self.train
 
 
 def load_training_data(channels: dict[str, Path], options: dict[str, Any]) -> TrainingData:
@@ -60,7 +69,7 @@ def load_training_data(channels: dict[str, Path], options: dict[str, Any]) -> Tr
             logger.info("validation channel present: validation_fraction is not used")
         held = Interactions.from_csv(channels[VALIDATION_CHANNEL], duplicates=policy)
         counts["validation_source"] = "channel"
-        train = full
+        fit = full
     elif options["validation_fraction"] > 0:
         fraction = options["validation_fraction"]
         part, held = random_train_test_split(full, fraction, options["validation_seed"])
@@ -69,7 +78,7 @@ def load_training_data(channels: dict[str, Path], options: dict[str, Any]) -> Tr
                 f"validation_fraction={fraction} of {len(full)} rows leaves an empty "
                 "training or validation part; give more data or set validation_fraction=0"
             )
-        train = _reindex(part)
+        fit = _reindex(part)
         counts["validation_source"] = f"holdout {fraction}"
     else:
         counts.update(
@@ -79,22 +88,25 @@ def load_training_data(channels: dict[str, Path], options: dict[str, Any]) -> Tr
             training_items=full.num_items,
         )
         logger.info("no validation channel and validation_fraction=0: no validation metrics")
-        return TrainingData(full, None, counts)
-    validation, dropped = _onto_vocabulary(held, train)
+        return TrainingData(full, None, None, counts)
+    validation, dropped = _onto_vocabulary(held, fit)
     counts.update(
-        training_rows=len(train),
-        training_users=train.num_users,
-        training_items=train.num_items,
+        training_rows=len(full),
+        training_users=full.num_users,
+        training_items=full.num_items,
+        fit_rows=len(fit),
+        fit_users=fit.num_users,
+        fit_items=fit.num_items,
         validation_rows_read=len(held),
         validation_rows=len(validation),
         **dropped,
     )
     logger.info(
-        "training on %d interactions (%d users, %d items); validating on %d of %d rows "
-        "(dropped %d rows: %d unknown users, %d unknown items)",
-        len(train),
-        train.num_users,
-        train.num_items,
+        "validated model: trained on %d interactions (%d users, %d items), validated on %d of "
+        "%d rows (dropped %d rows: %d unknown users, %d unknown items)",
+        len(fit),
+        fit.num_users,
+        fit.num_items,
         len(validation),
         len(held),
         dropped["validation_rows_dropped"],
@@ -105,8 +117,8 @@ def load_training_data(channels: dict[str, Path], options: dict[str, Any]) -> Tr
         logger.warning(
             "no validation row has a user and an item known from training: no validation metrics"
         )
-        return TrainingData(train, None, counts)
-    return TrainingData(train, validation, counts)
+        return TrainingData(full, None, None, counts)
+    return TrainingData(full, fit, validation, counts)
 
 
 def _reindex(part: Interactions) -> Interactions:

@@ -85,6 +85,14 @@ def test_hyperparameters_from_arguments_and_dict_are_checked_and_converted(offli
         est.set_hyperparameters(embedding_dim=0)
 
 
+def test_auto_is_accepted_for_the_values_train_py_chooses(offline):
+    est = _est(offline, n_iter="auto", hyperparameters={"popularity_prior": " AUTO "})
+    assert est.spotlight_hyperparameters == {"n_iter": "auto", "popularity_prior": "auto"}
+    assert est.hyperparameters()["n_iter"] == '"auto"'
+    with pytest.raises(ValueError, match="'embedding_dim'"):
+        _est(offline, embedding_dim="auto")
+
+
 def test_every_core_hyperparameter_is_accepted(offline):
     values = dict(SPOTLIGHT_DEFAULTS, random_state=7, device="cpu")
     assert set(values) == set(PARAMS)

@@ -181,14 +181,18 @@ def test_trains_under_the_toolkit_like_the_dlc(tmp_path, sourcedir, seed_rows):
     # the toolkit keeps _tuning_objective_metric to itself; other extras reach train.py
     assert metrics["ignored_arguments"] == ["experiment_tag"]
     assert metrics["data"]["training_channel_rows"] == 20_000
-    assert metrics["data"]["training_rows"] == 18_000
+    assert metrics["data"]["fit_rows"] == 18_000  # the validated model: less the hold-out
+    assert metrics["data"]["training_rows"] == 20_000  # the served model: refit on every row
+    assert metrics["refit"] == {"rows": 20_000, "epochs": 3}
     assert metrics["data"]["validation_rows_read"] == 2_000
     assert metrics["validation"] == model.metrics["validation"]
 
-    assert [int(e) for e in EPOCH_LINE.findall(proc.stdout)] == [1, 2, 3]
+    # the validated model's 3 epochs, then the refit's
+    assert [int(e) for e in EPOCH_LINE.findall(proc.stdout)] == [1, 2, 3, 1, 2, 3]
     parsed = parse_metric_lines(proc.stdout.splitlines())
     assert set(parsed) == {d["Name"] for d in METRIC_DEFINITIONS}
-    assert parsed["train:loss"] == pytest.approx([h["loss"] for h in metrics["history"]], abs=1e-6)
+    refit_losses = parsed["train:loss"][3:]
+    assert refit_losses == pytest.approx([h["loss"] for h in metrics["history"]], abs=1e-6)
     assert parsed["validation:ndcg@10"] == [
         pytest.approx(metrics["validation"]["ndcg@10"], abs=1e-6)
     ]
@@ -223,6 +227,7 @@ def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed
             "random_state": 7,
             "loss": "adaptive_hinge",
             "batch_size": 256,
+            "validation_fraction": 0,  # one model, so the checkpoints are the served model's
         },
         {"training": {"data.csv": "".join(seed_rows[:5_001])}},
     )

@@ -179,7 +179,8 @@ def test_trains_with_holdout_and_prints_metric_lines(tmp_path, small_csv, capsys
     assert rc == EXIT_OK, out
     assert not (base / "output" / "failure").exists()
     parsed = parse_metric_lines(out.splitlines())
-    assert len(parsed["train:loss"]) == 3 and len(parsed["train:throughput"]) == 3
+    # 3 epochs of the validated model (on the hold-out's remainder), then 3 of the refit
+    assert len(parsed["train:loss"]) == 6 and len(parsed["train:throughput"]) == 6
     assert len(parsed["validation:ndcg@10"]) == 2  # epoch 2 (eval_every) and the final one
     assert "epoch=2 validation:ndcg@10=" in out
 
@@ -194,9 +195,13 @@ def test_trains_with_holdout_and_prints_metric_lines(tmp_path, small_csv, capsys
     assert metrics["ignored_arguments"] == ["extra_thing"]
     data = metrics["data"]
     assert data["training_channel_rows"] == 5_000
-    assert data["training_rows"] == 4_500 and data["validation_rows_read"] == 500
+    assert data["fit_rows"] == 4_500 and data["validation_rows_read"] == 500
+    assert data["training_rows"] == 5_000  # the served model is refit on every row
+    assert metrics["refit"] == {"rows": 5_000, "epochs": 3}
+    assert metrics["validated_model"]["rows"] == 4_500
+    assert metrics["epochs"]["chosen_by"] == "n_iter"
     assert data["validation_rows"] + data["validation_rows_dropped"] == 500
-    # the vocabulary is the training part's: no id without training rows gets an embedding
+    # the served vocabulary is the channel's, and every id in it has training rows
     train_counts = np.bincount(np.repeat(np.arange(model.num_users), np.diff(model.seen[0])))
     assert (train_counts > 0).all() and model.num_users == data["training_users"]
 
@@ -317,7 +322,12 @@ def test_checkpoints_can_be_disabled(tmp_path, small_csv):
     assert not (base / "checkpoints").exists()
     custom = tmp_path / "elsewhere"
     assert main(FAST + ["--checkpoint_dir", str(custom)], environ(base)) == EXIT_OK
-    assert sorted(p.name for p in custom.iterdir()) == ["epoch-000001", "epoch-000002"]
+    # the served (refit) model's checkpoints, and the hold-out model's in their own folder
+    assert sorted(p.name for p in custom.iterdir()) == ["epoch-000001", "epoch-000002", "holdout"]
+    assert sorted(p.name for p in (custom / "holdout").iterdir()) == [
+        "epoch-000001",
+        "epoch-000002",
+    ]
 
 
 # ---------------------------------------------------------------------- pure parts
@@ -346,7 +356,12 @@ def test_hyperparameters_as_the_toolkit_passes_them(tmp_path):
     assert opts["validation_fraction"] == 0.25 and opts["duplicates"] == "error"
     assert opts["checkpoint_dir"] == tmp_path / "checkpoints"
     assert ignored == ["stray", "x"]
-    assert set(opts) == set(OPTIONS)
+    assert set(opts) == set(OPTIONS) | {"choose_epochs", "choose_prior"}
+    assert opts["choose_epochs"] and opts["choose_prior"]  # not given, default preset
+    assert not parse_hyperparameters(["--n_iter", "7"], tmp_path)[1]["choose_epochs"]
+    assert not parse_hyperparameters(["--preset", "spotlight"], tmp_path)[1]["choose_epochs"]
+    model, opts, _ = parse_hyperparameters(["--preset", "spotlight", "--n_iter", "AUTO"], tmp_path)
+    assert opts["choose_epochs"] and "n_iter" not in model
     with pytest.raises(UserError, match="'batch_size'"):
         parse_hyperparameters(["--batch_size", "1.5"], tmp_path)
     with pytest.raises(UserError, match="'eval_every'"):
@@ -375,8 +390,9 @@ def test_environment_defaults_and_overrides(tmp_path):
     assert env.model_dir == Path("/m")
 
 
-def test_holdout_is_reproducible_and_the_vocabulary_is_the_training_parts(tmp_path, small_csv):
-    """The same validation_seed holds out the same rows; held-out-only ids get no embedding."""
+def test_holdout_is_reproducible_and_the_served_vocabulary_is_the_channels(tmp_path, small_csv):
+    """The same validation_seed holds out the same rows; the served model is refit on every row,
+    so ids seen only in held-out rows are known to it."""
     base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
     assert main(FAST + ["--checkpoint_dir", "none"], environ(base)) == EXIT_OK
     first = ImplicitFactorizationModel.load(base / "model", device="cpu")
@@ -384,7 +400,9 @@ def test_holdout_is_reproducible_and_the_vocabulary_is_the_training_parts(tmp_pa
     second = ImplicitFactorizationModel.load(base / "model", device="cpu")
     assert first.user_map == second.user_map and first.item_map == second.item_map
     full = Interactions.from_csv(base / "input" / "data" / "training")
-    assert len(first.item_map) < len(full.item_map)  # some items only in the held-out rows
+    assert first.item_map == full.item_map and first.user_map == full.user_map
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert metrics["data"]["fit_items"] < len(full.item_map)  # some only in held-out rows
 
 
 def test_docs_list_every_hyperparameter_and_metric():
