@@ -33,7 +33,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
-from .core.evaluation import ndcg_at_k
+from .core.evaluation import NdcgAtK, ndcg_at_k
 from .metrics import format_epoch_line, format_validation_line
 from .training_args import UserError, parse_hyperparameters
 from .training_data import load_training_data
@@ -346,7 +346,10 @@ class _Job:
         history: list[dict[str, Any]] = state["validation_history"]
         best: dict[str, Any] = {"epoch": _best_epoch(history), "params": None}
 
+        scorer = None
+
         def on_epoch(stats: EpochStats) -> bool:
+            nonlocal scorer
             print(_epoch_line(stats), flush=True)
             entry: dict[str, Any] = {"epoch": stats.epoch}
             every = opts["eval_every"]
@@ -355,7 +358,9 @@ class _Job:
                 print(format_validation_line(m, epoch=stats.epoch), flush=True)
                 entry.update(m)
             if self.choose:
-                entry.setdefault("ndcg@10", ndcg_at_k(model, data.validation, 10))
+                if scorer is None or scorer[0] is not model.seen:  # once per training set
+                    scorer = (model.seen, NdcgAtK(data.validation, model.seen, 10))
+                entry.setdefault("ndcg@10", scorer[1](model))
                 if best["epoch"] is None or entry["ndcg@10"] > _ndcg_of(history, best["epoch"]):
                     best["epoch"], best["params"] = stats.epoch, _copy_params(model)
                 logger.info(

@@ -154,7 +154,16 @@ def test_every_loss_learns_and_survives_a_batch_of_one(data, loss):
     m.fit(data)
     assert all(np.isfinite(h.loss) for h in m.history)
     small = ImplicitFactorizationModel(
-        loss=loss, n_iter=40, batch_size=64, random_state=0, learning_rate=0.05, device="cpu"
+        loss=loss,
+        n_iter=40,
+        batch_size=64,
+        random_state=0,
+        learning_rate=0.05,
+        device="cpu",
+        # the hinge losses diverge at this learning rate without a little weight decay
+        embedding_dim=96,
+        l2=1e-4,
+        l2_rule="weight_decay",
     ).fit(data)
     assert small.history[-1].loss < small.history[0].loss
 

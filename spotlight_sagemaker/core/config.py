@@ -14,6 +14,20 @@ from .sampling import SAMPLERS
 
 DEVICES = ("auto", "cpu", "cuda")
 L2_RULES = ("weight_decay", "per_interaction")
+#: ``l2="auto"`` (per_interaction only): ``L2_AUTO_SCALE / mean interactions per user`` of the
+#: data fit on, clipped to ``L2_AUTO_RANGE`` (docs/model.md says how the rule was chosen).
+AUTO = "auto"
+L2_AUTO_SCALE = 3.0
+L2_AUTO_RANGE = (0.02, 0.15)
+
+
+def auto_l2(num_interactions: int, num_active_users: int) -> float:
+    """The ``l2="auto"`` value for data with that many interactions and users with any."""
+    per_user = num_interactions / max(num_active_users, 1)
+    lo, hi = L2_AUTO_RANGE
+    return float(min(max(L2_AUTO_SCALE / max(per_user, 1e-9), lo), hi))
+
+
 PRESETS = ("default", "spotlight")
 
 
@@ -38,7 +52,14 @@ PARAMS: dict[str, Param] = {
         Param("embedding_dim", int, "latent dimension", min=1, max=4096),
         Param("n_iter", int, "number of epochs", min=0, max=100_000),
         Param("batch_size", int, "minibatch size", min=1, max=10_000_000),
-        Param("l2", float, "L2 penalty strength (how it applies: l2_rule)", min=0.0),
+        Param(
+            "l2",
+            float,
+            "L2 penalty strength (how it applies: l2_rule); 'auto' (per_interaction only): "
+            "with the softmax loss 3 / the mean interactions per user of the data fit on, "
+            "within 0.02-0.15; 0 with other losses",
+            min=0.0,
+        ),
         Param(
             "l2_rule",
             str,
@@ -121,11 +142,11 @@ SPOTLIGHT_DEFAULTS: dict[str, Any] = {
 #: dimension, batch, epochs and the popularity prior were then chosen on three validation cuts.
 DEFAULTS: dict[str, Any] = {
     "loss": "softmax",
-    "embedding_dim": 96,
+    "embedding_dim": 256,
     "n_iter": 45,
     "batch_size": 8192,
-    "l2": 1e-4,
-    "l2_rule": "weight_decay",
+    "l2": AUTO,
+    "l2_rule": "per_interaction",
     "learning_rate": 5e-3,
     "num_negative_samples": 5,
     "random_state": None,
@@ -136,6 +157,9 @@ DEFAULTS: dict[str, Any] = {
     "use_weights": False,
     "device": "auto",
 }
+
+#: Hyperparameters that accept ``"auto"`` in the core (resolved from the data at fit time).
+AUTO_NAMES = ("l2",)
 
 PRESET_DEFAULTS = {"default": DEFAULTS, "spotlight": SPOTLIGHT_DEFAULTS}
 
@@ -149,6 +173,8 @@ def coerce(name: str, value: Any) -> Any:
     if name not in PARAMS:
         raise ValueError(f"unknown hyperparameter {name!r}; known: {', '.join(PARAMS)}")
     p = PARAMS[name]
+    if name in AUTO_NAMES and isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
     is_null = isinstance(value, str) and value.strip().lower() in ("none", "null")
     if value is None or (is_null and (p.nullable or p.choices is None)):
         if p.nullable:
@@ -217,4 +243,9 @@ def resolve(preset: str = "default", **overrides: Any) -> dict[str, Any]:
     params = dict(PRESET_DEFAULTS[preset])
     for k, v in overrides.items():
         params[k] = coerce(k, v)
+    if params["l2"] == AUTO and params["l2_rule"] != "per_interaction":
+        raise ValueError(
+            "l2='auto' is defined for l2_rule='per_interaction' only; give a number for "
+            f"l2_rule={params['l2_rule']!r}"
+        )
     return params

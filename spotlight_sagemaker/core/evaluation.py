@@ -98,35 +98,50 @@ def evaluate(
     }
 
 
-def ndcg_at_k(model: Any, test: Interactions, k: int = 10) -> float:
-    """NDCG@k of ``model`` on ``test`` with the model's own training items excluded: the
+class NdcgAtK:
+    """NDCG@k of a model on ``test`` with the model's own training items excluded: the
     ``ndcg@k`` of :func:`evaluate` with ``train`` = what the model was fitted on, computed on
-    the model's device from its top-k alone (no full ranking), cheap enough to run every epoch.
+    the model's device from its top-k alone (no full ranking). The relevance is prepared once,
+    so calling it after every epoch costs one top-k scoring of the test users.
 
-    ``model`` needs ``recommend_indices`` and ``seen`` (an ``ImplicitFactorizationModel``).
+    ``seen`` is the model's ``(indptr, indices)`` of training items; the model passed to
+    ``__call__`` needs ``recommend_indices`` (an ``ImplicitFactorizationModel``).
     """
-    t_indptr, t_items = test.tocsr()
-    users = np.flatnonzero(np.diff(t_indptr) > 0)
-    if len(users) == 0:
-        raise ValueError("the test set has no interactions")
-    n_items = max(test.num_items, 1)
-    t_rows, t_cols = seen_coordinates(t_indptr, t_items, users)
-    keys = t_rows * n_items + t_cols
-    if model.seen is not None:  # a test item the model trained on cannot be recommended
-        s_rows, s_cols = seen_coordinates(model.seen[0], model.seen[1], users)
-        keys = np.setdiff1d(keys, s_rows * n_items + s_cols)
-    keys = np.sort(keys)
-    n_rel = np.bincount(keys // n_items, minlength=len(users))
-    top, _ = model.recommend_indices(users, k, exclude_seen=True)
-    want = np.arange(len(users))[:, None] * n_items + top
-    pos = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
-    hits = (top >= 0) & (len(keys) > 0) & (keys[pos] == want if len(keys) else False)
-    discounts = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
-    dcg = (hits * discounts).sum(1)
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[
-        np.clip(np.minimum(n_rel, k) - 1, 0, k - 1)
-    ]
-    return float(np.where(n_rel > 0, dcg / ideal, 0.0).sum() / len(users))
+
+    def __init__(
+        self, test: Interactions, seen: tuple[np.ndarray, np.ndarray] | None, k: int = 10
+    ) -> None:
+        t_indptr, t_items = test.tocsr()
+        self.users = np.flatnonzero(np.diff(t_indptr) > 0)
+        if len(self.users) == 0:
+            raise ValueError("the test set has no interactions")
+        self.k, self.n_items = k, max(test.num_items, 1)
+        t_rows, t_cols = seen_coordinates(t_indptr, t_items, self.users)
+        keys = t_rows * self.n_items + t_cols
+        if seen is not None:  # a test item the model trained on cannot be recommended
+            s_rows, s_cols = seen_coordinates(seen[0], seen[1], self.users)
+            keys = np.setdiff1d(keys, s_rows * self.n_items + s_cols)
+        self.keys = np.sort(keys)
+        n_rel = np.bincount(self.keys // self.n_items, minlength=len(self.users))
+        ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
+        self.ideal = ideal[np.clip(np.minimum(n_rel, k) - 1, 0, k - 1)]
+        self.has_relevant = n_rel > 0
+        self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
+
+    def __call__(self, model: Any) -> float:
+        top, _ = model.recommend_indices(self.users, self.k, exclude_seen=True)
+        if len(self.keys) == 0:
+            return 0.0
+        want = np.arange(len(self.users))[:, None] * self.n_items + top
+        pos = np.minimum(np.searchsorted(self.keys, want), len(self.keys) - 1)
+        hits = (top >= 0) & (self.keys[pos] == want)
+        dcg = (hits * self.discounts[: top.shape[1]]).sum(1)
+        return float(np.where(self.has_relevant, dcg / self.ideal, 0.0).sum() / len(self.users))
+
+
+def ndcg_at_k(model: Any, test: Interactions, k: int = 10) -> float:
+    """:class:`NdcgAtK` of ``model`` on ``test`` (relevance prepared for this one call)."""
+    return NdcgAtK(test, model.seen, k)(model)
 
 
 def _mrr(scores: np.ndarray, t_rows: np.ndarray, t_cols: np.ndarray, relevant: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .config import coerce, resolve
+from .config import AUTO, auto_l2, coerce, resolve
 from .errors import NotFittedError, UnknownIdError
 from .idmap import IdMap
 from .interactions import Interactions
@@ -161,6 +161,7 @@ class ImplicitFactorizationModel:
             raise TypeError(f"interactions must be an Interactions, got {type(interactions)!r}")
         if len(interactions) == 0:
             raise ValueError("cannot fit on empty interactions")
+        self._resolve_auto(interactions)
         seed = self.hyperparameters["random_state"]
         self.seed = int.from_bytes(os.urandom(7), "little") if seed is None else int(seed)
         init_gen = torch.Generator().manual_seed(self.seed)
@@ -185,6 +186,24 @@ class ImplicitFactorizationModel:
             self.device,
             self.seed,
         )
+
+    def _resolve_auto(self, interactions: Interactions) -> None:
+        """``l2="auto"``: the value for this data (kept "auto" in ``_auto`` for the next fit;
+        ``hyperparameters`` and the artifact hold the number used)."""
+        if self.hyperparameters["l2"] == AUTO:
+            self._auto_l2 = True
+        if self.__dict__.get("_auto_l2"):
+            if self.hyperparameters["loss"] != "softmax":  # the rule was chosen for softmax
+                self.hyperparameters["l2"] = 0.0
+                logger.info("l2=auto: 0 (the rule is defined for the softmax loss; give l2)")
+                return
+            active = int((np.bincount(interactions.user_ids) > 0).sum())
+            self.hyperparameters["l2"] = auto_l2(len(interactions), active)
+            logger.info(
+                "l2=auto: %.4g for %.1f interactions per user",
+                self.hyperparameters["l2"],
+                len(interactions) / max(active, 1),
+            )
 
     def _remember_training_data(self, interactions: Interactions) -> None:
         self.seen = interactions.tocsr()

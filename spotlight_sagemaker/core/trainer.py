@@ -24,8 +24,9 @@ from .ranking import seen_coordinates
 from .sampling import NegativeSampler
 
 LossFn = Callable[..., torch.Tensor]
-#: One step's per-interaction losses, their weights (or None) and L2 terms (or a zero scalar).
-Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
+#: One step's per-interaction losses, their weights (or None), and each interaction's user and
+#: item (for the per-interaction L2 penalty).
+Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]
 _GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped full softmax
 _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
 _SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
@@ -97,13 +98,15 @@ class Trainer:
         self._set_learning_rate(index)
         l2 = self.hp["l2"] if self.hp.get("l2_rule") == "per_interaction" else 0.0
         try:
-            for loss_vec, w, norms in batches:
-                if l2:
-                    loss_vec = loss_vec + l2 * norms
+            for loss_vec, w, users, items in batches:
                 if w is None:
                     loss = loss_vec.mean()
+                    denom = float(len(loss_vec))
                 else:
-                    loss = (loss_vec * w).sum() / w.sum().clamp_min(1e-12)
+                    denom = w.sum().clamp_min(1e-12)
+                    loss = (loss_vec * w).sum() / denom
+                if l2:  # mean over the batch's interactions of l2 (|p_u|^2 + |q_i|^2)
+                    loss = loss + l2 * self._penalty(users, items, w) / denom
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -121,13 +124,19 @@ class Trainer:
             group["lr"] = base
 
     # ------------------------------------------------------------------ per interaction
-    def _norms(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Per interaction, ``|p_u|^2 + |q_i|^2`` (the ``per_interaction`` L2 penalty's term)."""
-        if self.hp.get("l2_rule") != "per_interaction" or not self.hp["l2"]:
-            return torch.zeros((), device=self.dev)
-        p, _ = self.net.users(users)
-        q, _ = self.net.items(items)
-        return p.square().sum(-1) + q.square().sum(-1)
+    def _penalty(
+        self, users: torch.Tensor, items: torch.Tensor, w: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``sum_k w_k (|p_u_k|^2 + |q_i_k|^2)`` over a batch's interactions (``w_k = 1``
+        without weights), from one lookup per distinct user and item."""
+        total = torch.zeros((), device=self.dev)
+        for ids, lookup in ((users, self.net.users), (items, self.net.items)):
+            rows, inverse = torch.unique(ids, return_inverse=True)
+            mass = torch.zeros(len(rows), device=self.dev)
+            mass.index_add_(0, inverse, torch.ones_like(ids, dtype=mass.dtype) if w is None else w)
+            emb, _ = lookup(rows)
+            total = total + (mass * emb.square().sum(-1)).sum()
+        return total
 
     def _interaction_batches(self) -> Iterator[Batch]:
         loss_fn = self._pair_loss()
@@ -136,11 +145,7 @@ class Trainer:
         # loss would weigh a handful of interactions as much as a full batch
         for idx in torch.tensor_split(perm, -(-self.n // self.hp["batch_size"])):
             u, i = self.users[idx], self.items[idx]
-            yield (
-                loss_fn(u, i),
-                None if self.weights is None else self.weights[idx],
-                self._norms(u, i),
-            )
+            yield loss_fn(u, i), None if self.weights is None else self.weights[idx], u, i
 
     def _pair_loss(self) -> LossFn:
         net, sampler, name = self.net, self.sampler, self.hp["loss"]
@@ -196,7 +201,6 @@ class Trainer:
             r = torch.from_numpy(rows).to(self.dev)
             c = torch.from_numpy(cols).to(self.dev)
             loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
-            norms = self._norms(u[r], c)
             w = None
             if self.row_weights is not None:
                 pos = np.repeat(self.indptr[batch], counts[lo:hi]) + (
@@ -204,7 +208,7 @@ class Trainer:
                     - np.repeat(np.cumsum(counts[lo:hi]) - counts[lo:hi], counts[lo:hi])
                 )
                 w = self.row_weights[torch.from_numpy(pos).to(self.dev)]
-            yield loss_vec, w, norms
+            yield loss_vec, w, u[r], c
 
 
 def balanced_batches(sizes: np.ndarray, batch_size: int, max_rows: int) -> list[tuple[int, int]]:
