@@ -18,6 +18,7 @@ INSTALL_REQUIRES = ["numpy>=1.24", "torch>=2.6"]
 SDK = ["sagemaker>=2.242,<3", "boto3>=1.34"]
 TRAINING = ["sagemaker-training>=4.7"]
 SERVING = ["sagemaker-inference>=1.10", "multi-model-server>=1.1.11", "setuptools<81"]
+BENCH = ["implicit>=0.7", "scipy>=1.10"]  # the baselines of bench/bench_contract.py
 EXAMPLES = ["pandas>=2.0", "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"]
 TEST = [
     "pytest>=8",
@@ -51,6 +52,7 @@ setup(
         "training": TRAINING,
         "serving": SERVING,
         "examples": EXAMPLES,
+        "bench": BENCH,
         "test": TEST,
     },
     entry_points={

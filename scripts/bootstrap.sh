@@ -19,12 +19,12 @@ fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 
-stamp="$VENV/.spotlight-installed-$(cat setup.py | sha256sum | cut -c1-16)"
+stamp="$VENV/.spotlight-installed-$(cat setup.py scripts/bootstrap.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing dependencies into $VENV" >&2
   python -m pip install -q --disable-pip-version-check --upgrade pip
   python -c "import torch" 2>/dev/null || python -m pip install -q "$TORCH_SPEC"
-  python -m pip install -q --disable-pip-version-check -e ".[test]"
+  python -m pip install -q --disable-pip-version-check -e ".[test,bench]"
   rm -f "$VENV"/.spotlight-installed-*
   touch "$stamp"
 fi
