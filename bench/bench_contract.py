@@ -65,24 +65,10 @@ K = 10
 
 
 # ---------------------------------------------------------------------- ours, through train.py
-def write_channel(train: Interactions, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "train.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["user_id", "item_id"])
-        w.writerows(
-            zip(
-                train.user_map.ids[train.user_ids].tolist(),
-                train.item_map.ids[train.item_ids].tolist(),
-                strict=True,
-            )
-        )
-
-
 def run_default_job(train: Interactions, work: Path) -> tuple[Path, dict, float]:
     """``python entry_points/train.py`` with no arguments on a fresh /opt/ml tree."""
     base = work / "opt_ml"
-    write_channel(train, base / "input" / "data" / "training")
+    train.to_csv(base / "input" / "data" / "training" / "train.csv")
     env = dict(
         os.environ,
         SAGEMAKER_BASE_DIR=str(base),

@@ -50,25 +50,9 @@ def cmd_prepare_movielens(args: argparse.Namespace) -> int:
             Interactions.from_csv(args.out), args.test_fraction, random_state=args.seed
         )
         for part, path in zip((train, test), args.split, strict=True):
-            _write_pairs(part, Path(path))
+            part.to_csv(path)
             print(f"{path}: {len(part)} rows")
     return 0
-
-
-def _write_pairs(part: Any, path: Path) -> None:
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["user_id", "item_id"])
-        writer.writerows(
-            zip(
-                part.user_map.ids[part.user_ids].tolist(),
-                part.item_map.ids[part.item_ids].tolist(),
-                strict=True,
-            )
-        )
 
 
 def _hyperparameters(pairs: list[str]) -> dict[str, str]:

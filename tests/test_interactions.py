@@ -138,3 +138,13 @@ def test_idmap_round_trip_keeps_order():
     assert IdMap.from_list(m.to_list()) == m
     with pytest.raises(ValueError):
         IdMap.from_list(["a", "a"])
+
+
+def test_to_csv_round_trips_raw_ids_in_row_order(tmp_path):
+    data = Interactions.from_arrays(["u-2", "u-1", "u-2"], ["b", "a", "a"])
+    data.to_csv(tmp_path / "sub" / "t.csv")
+    text = (tmp_path / "sub" / "t.csv").read_text()
+    assert text == "user_id,item_id\nu-2,b\nu-1,a\nu-2,a\n"
+    back = Interactions.from_csv(tmp_path / "sub" / "t.csv")
+    assert back.user_map == data.user_map and back.item_map == data.item_map
+    assert (back.user_ids == data.user_ids).all() and (back.item_ids == data.item_ids).all()

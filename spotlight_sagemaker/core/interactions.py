@@ -228,6 +228,22 @@ class Interactions:
             **kwargs,
         )
 
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write ``user_id,item_id`` rows (raw ids, in row order) to ``path``, as
+        :meth:`from_csv` reads them (parent folders are created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["user_id", "item_id"])
+            writer.writerows(
+                zip(
+                    self.user_map.ids[self.user_ids].tolist(),
+                    self.item_map.ids[self.item_ids].tolist(),
+                    strict=True,
+                )
+            )
+
     # ------------------------------------------------------------------ derived views
     def subset(self, rows: np.ndarray) -> Interactions:
         """The interactions at ``rows``, with the same vocabularies."""
