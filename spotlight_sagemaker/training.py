@@ -33,7 +33,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
-from .core.evaluation import NdcgAtK, ndcg_at_k
+from .core.evaluation import NdcgAtK
 from .metrics import format_epoch_line, format_validation_line
 from .training_args import UserError, parse_hyperparameters
 from .training_data import load_training_data
@@ -271,6 +271,7 @@ class _Job:
         self.hp, self.opts, self.data, self.folder = hp, opts, data, folder
         self.choose = bool(opts["choose_epochs"]) and data.validation is not None
         self.resumed_from: int | None = None
+        self.validated: ImplicitFactorizationModel | None = None  # set by validate()
 
     def _fresh(self, **override: Any) -> ImplicitFactorizationModel:
         return ImplicitFactorizationModel(self.opts["preset"], **{**self.hp, **override})
@@ -339,17 +340,21 @@ class _Job:
         if self.choose:
             fresh.hyperparameters["n_iter"] = cap
         phase = "validate" if data.holdout else None
-        folder = None if self.folder is None else self.folder
+        folder = self.folder
         if folder is not None and data.holdout:
             folder = folder / HOLDOUT_FOLDER
         model, state = self._resume(fresh, data.fit, folder, phase, cap)
         history: list[dict[str, Any]] = state["validation_history"]
-        best: dict[str, Any] = {"epoch": _best_epoch(history), "params": None}
-
-        scorer = None
+        # the relevance is prepared once: the model's seen items are data.fit's
+        scorer = NdcgAtK(data.validation, data.fit.tocsr(), 10)
+        best_epoch = _best_epoch(history)
+        best: dict[str, Any] = {
+            "epoch": best_epoch,
+            "value": next((h["ndcg@10"] for h in history if h["epoch"] == best_epoch), None),
+            "params": None,
+        }
 
         def on_epoch(stats: EpochStats) -> bool:
-            nonlocal scorer
             print(_epoch_line(stats), flush=True)
             entry: dict[str, Any] = {"epoch": stats.epoch}
             every = opts["eval_every"]
@@ -358,16 +363,15 @@ class _Job:
                 print(format_validation_line(m, epoch=stats.epoch), flush=True)
                 entry.update(m)
             if self.choose:
-                if scorer is None or scorer[0] is not model.seen:  # once per training set
-                    scorer = (model.seen, NdcgAtK(data.validation, model.seen, 10))
-                entry.setdefault("ndcg@10", scorer[1](model))
-                if best["epoch"] is None or entry["ndcg@10"] > _ndcg_of(history, best["epoch"]):
-                    best["epoch"], best["params"] = stats.epoch, _copy_params(model)
+                entry.setdefault("ndcg@10", scorer(model))
+                if best["value"] is None or entry["ndcg@10"] > best["value"]:
+                    best.update(epoch=stats.epoch, value=entry["ndcg@10"])
+                    best["params"] = _copy_params(model)
                 logger.info(
                     "epoch %d: validation ndcg@10 %.6f (best %.6f at epoch %d)",
                     stats.epoch,
                     entry["ndcg@10"],
-                    max(entry["ndcg@10"], _ndcg_of(history, best["epoch"], entry)),
+                    best["value"],
                     best["epoch"],
                 )
             if len(entry) > 1:
@@ -386,7 +390,7 @@ class _Job:
                 logger.info("rebuilding the model of epoch %d (its snapshot was lost)", epochs)
                 model = self._fresh(n_iter=epochs, random_state=model.seed).fit(data.fit)
             model.hyperparameters["n_iter"] = epochs
-        prior = _choose_prior(model, data.validation) if opts["choose_prior"] else None
+        prior = _choose_prior(model, scorer) if opts["choose_prior"] else None
         metrics = evaluate(model, data.validation, data.fit, k=10)
         print(format_validation_line(metrics), flush=True)
         self.validated = model
@@ -465,13 +469,13 @@ class _Job:
 PRIOR_CANDIDATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def _choose_prior(model: ImplicitFactorizationModel, validation) -> dict[str, Any]:
+def _choose_prior(model: ImplicitFactorizationModel, scorer: NdcgAtK) -> dict[str, Any]:
     """Set the candidate prior with the best validation ndcg@10 (the smallest of ties) on
     ``model``; the prior is scoring-only, so no training is repeated."""
     scores = {}
     for c in PRIOR_CANDIDATES:
         model.set_popularity_prior(c)
-        scores[c] = ndcg_at_k(model, validation, 10)
+        scores[c] = scorer(model)
     best = max(PRIOR_CANDIDATES, key=lambda c: (scores[c], -c))
     model.set_popularity_prior(best)
     logger.info(
@@ -505,13 +509,6 @@ def _best_epoch(history: list[dict[str, Any]]) -> int | None:
         return None
     top = max(h["ndcg@10"] for h in scored)
     return next(h["epoch"] for h in scored if h["ndcg@10"] == top)
-
-
-def _ndcg_of(history: list[dict[str, Any]], epoch: int | None, pending=None) -> float:
-    for h in [*history, *([pending] if pending else [])]:
-        if h.get("epoch") == epoch and "ndcg@10" in h:
-            return float(h["ndcg@10"])
-    return float("-inf")
 
 
 def _should_stop(history: list[dict[str, Any]], patience: int, max_epochs: int) -> bool:
