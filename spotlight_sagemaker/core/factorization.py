@@ -23,6 +23,7 @@ from .errors import NotFittedError, UnknownIdError
 from .idmap import IdMap
 from .interactions import Interactions
 from .network import BilinearNet
+from .optim import Adam, LazyAdam
 from .ranking import mask_seen, top_k
 from .trainer import Trainer, make_optimizer
 
@@ -88,7 +89,7 @@ class ImplicitFactorizationModel:
         self.seen: tuple[np.ndarray, np.ndarray] | None = None
         self.item_counts: np.ndarray | None = None
         self._net: BilinearNet | None = None
-        self._opt: torch.optim.Optimizer | None = None
+        self._opt: Adam | LazyAdam | None = None
         self._gen: torch.Generator | None = None
 
     def __getattr__(self, name: str) -> Any:

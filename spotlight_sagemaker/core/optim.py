@@ -1,22 +1,35 @@
-"""A lazy Adam for row-sparse gradients (``sparse=True``).
+"""Adam, dense (``Adam``) and row-lazy (``LazyAdam``, for ``sparse=True``).
 
-Dense Adam (Spotlight's choice) updates and L2-decays every row of every table at every step,
-which dominates training time once the tables are large (millions of rows). ``LazyAdam`` keeps
-Adam's moments per row but, for a row-sparse gradient, updates only the rows the batch touched;
-the L2 term (``weight_decay``) is added to those rows' gradients only. Dense gradients (e.g. the
-item table under the full softmax) get the ordinary Adam update. Bias correction uses the
-optimiser's global step, as ``torch.optim.SparseAdam`` does.
+Both keep Adam's moments per parameter under ``state[param]`` (``exp_avg``, ``exp_avg_sq``,
+``step``: what checkpoints store) and the learning rate in ``param_groups[0]["lr"]``, the slice
+of the ``torch.optim.Optimizer`` interface the trainer and the artifacts use. They do not derive
+from ``torch.optim.Optimizer``: constructing the first one of a process imports
+``torch._dynamo``, which takes 1-2 s of CPU (more than training a small model for a dozen
+epochs), for features (compiled steps, hooks) we do not use.
+
+``Adam`` is ``torch.optim.Adam`` with ``fused=True``: the same kernel (``torch._fused_adam_``,
+CPU since torch 2.4, CUDA), so the same numbers; where the kernel is missing it falls back to the
+same update written out (equal up to rounding). ``weight_decay`` is Adam's coupled L2 (added to
+the gradient), as Spotlight uses it.
+
+``LazyAdam``: dense Adam (Spotlight's choice) updates and L2-decays every row of every table at
+every step, which dominates training time once the tables are large (millions of rows). For a
+row-sparse gradient ``LazyAdam`` updates only the rows the batch touched; the L2 term
+(``weight_decay``) is added to those rows' gradients only. Dense gradients (e.g. the item table
+under the full softmax) get the ordinary Adam update. Bias correction uses the optimiser's
+global step, as ``torch.optim.SparseAdam`` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
 
-class LazyAdam(torch.optim.Optimizer):
-    """Adam that updates only the rows present in a sparse gradient."""
+class _Adam:
+    """Parameters, their Adam state and one learning rate."""
 
     def __init__(
         self,
@@ -26,12 +39,94 @@ class LazyAdam(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(
-            params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
-        )
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        self.param_groups: list[dict[str, Any]] = [
+            {"params": params, "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        ]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.detach_().zero_()
+
+    def _state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This parameter's state, created at its first step; ``step`` on the parameter's device
+        (the fused kernel wants it there; checkpoints restore it on the CPU)."""
+        state = self.state.get(p)
+        if not state:
+            state = self.state[p] = {
+                "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+            }
+        elif state["step"].device != p.device:
+            state["step"] = state["step"].to(p.device, torch.float32)
+        return state
+
+
+def _dense_update(
+    p: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], group: dict[str, Any]
+) -> None:
+    """Adam's update of a whole tensor (``state["step"]`` already counts this step)."""
+    lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    t = float(state["step"])
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    if wd:
+        g = g.add(p, alpha=wd)
+    m.mul_(b1).add_(g, alpha=1.0 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+    p.addcdiv_(m, (v / (1.0 - b2**t)).sqrt_().add_(eps), value=-lr / (1.0 - b1**t))
+
+
+class Adam(_Adam):
+    """``torch.optim.Adam(fused=True)`` without ``torch.optim`` (see the module docstring)."""
+
+    _fused = hasattr(torch, "_fused_adam_")
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102 - the torch.optim contract
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self._state(p)
+                state["step"] += 1
+                if Adam._fused and not p.grad.is_sparse:
+                    try:
+                        b1, b2 = group["betas"]
+                        torch._fused_adam_(
+                            [p],
+                            [p.grad],
+                            [state["exp_avg"]],
+                            [state["exp_avg_sq"]],
+                            [],
+                            [state["step"]],
+                            lr=group["lr"],
+                            beta1=b1,
+                            beta2=b2,
+                            weight_decay=group["weight_decay"],
+                            eps=group["eps"],
+                            amsgrad=False,
+                            maximize=False,
+                        )
+                        continue
+                    except (RuntimeError, NotImplementedError):  # no kernel for this device
+                        Adam._fused = False
+                grad = p.grad.to_dense() if p.grad.is_sparse else p.grad
+                _dense_update(p, grad, state, group)
+
+
+class LazyAdam(_Adam):
+    """Adam that updates only the rows present in a sparse gradient."""
+
+    @torch.no_grad()
+    def step(self) -> None:
         for group in self.param_groups:
             lr, (b1, b2), eps, wd = (
                 group["lr"],
@@ -42,29 +137,22 @@ class LazyAdam(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros(())
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state = self._state(p)
                 state["step"] += 1
+                if not p.grad.is_sparse:
+                    _dense_update(p, p.grad, state, group)
+                    continue
                 t = float(state["step"])
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 step_size = lr / (1.0 - b1**t)
                 correction2 = 1.0 - b2**t
-                if p.grad.is_sparse:
-                    g = p.grad.coalesce()
-                    idx, val = g.indices()[0], g.values()
-                    if wd:
-                        val = val + wd * p[idx]
-                    m_rows = m[idx].mul_(b1).add_(val, alpha=1.0 - b1)
-                    v_rows = v[idx].mul_(b2).addcmul_(val, val, value=1.0 - b2)
-                    m[idx] = m_rows
-                    v[idx] = v_rows
-                    denom = (v_rows / correction2).sqrt_().add_(eps)
-                    p.index_add_(0, idx, m_rows.div_(denom).mul_(-step_size))
-                else:
-                    g = p.grad if not wd else p.grad.add(p, alpha=wd)
-                    m.mul_(b1).add_(g, alpha=1.0 - b1)
-                    v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-                    p.addcdiv_(m, (v / correction2).sqrt_().add_(eps), value=-step_size)
+                g = p.grad.coalesce()
+                idx, val = g.indices()[0], g.values()
+                if wd:
+                    val = val + wd * p[idx]
+                m_rows = m[idx].mul_(b1).add_(val, alpha=1.0 - b1)
+                v_rows = v[idx].mul_(b2).addcmul_(val, val, value=1.0 - b2)
+                m[idx] = m_rows
+                v[idx] = v_rows
+                denom = (v_rows / correction2).sqrt_().add_(eps)
+                p.index_add_(0, idx, m_rows.div_(denom).mul_(-step_size))

@@ -19,7 +19,7 @@ import torch
 from . import losses as L
 from .interactions import Interactions
 from .network import BilinearNet
-from .optim import LazyAdam
+from .optim import Adam, LazyAdam
 from .ranking import seen_coordinates
 from .sampling import NegativeSampler
 
@@ -32,20 +32,15 @@ _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
 _SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
 
 
-def make_optimizer(params, hyperparameters: dict) -> torch.optim.Optimizer:
-    """Spotlight's optimiser, Adam (the fused kernel where available), or with ``sparse=True`` a
-    lazy Adam that updates only the rows a batch touches; ``weight_decay=l2`` under
-    ``l2_rule="weight_decay"`` (Spotlight's), none under ``"per_interaction"`` (the loss carries
-    the penalty, see :class:`Trainer`)."""
+def make_optimizer(params, hyperparameters: dict) -> Adam | LazyAdam:
+    """Spotlight's optimiser, Adam (torch's fused kernel where available, see :mod:`.optim`),
+    or with ``sparse=True`` a lazy Adam that updates only the rows a batch touches;
+    ``weight_decay=l2`` under ``l2_rule="weight_decay"`` (Spotlight's), none under
+    ``"per_interaction"`` (the loss carries the penalty, see :class:`Trainer`)."""
     params = list(params)
     decay = hyperparameters["l2"] if hyperparameters.get("l2_rule") == "weight_decay" else 0.0
     kwargs = {"lr": hyperparameters["learning_rate"], "weight_decay": decay}
-    if hyperparameters.get("sparse"):
-        return LazyAdam(params, **kwargs)
-    try:
-        return torch.optim.Adam(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):  # older torch or device without fused Adam
-        return torch.optim.Adam(params, **kwargs)
+    return LazyAdam(params, **kwargs) if hyperparameters.get("sparse") else Adam(params, **kwargs)
 
 
 class Trainer:
@@ -54,7 +49,7 @@ class Trainer:
     def __init__(
         self,
         net: BilinearNet,
-        optimizer: torch.optim.Optimizer,
+        optimizer: Adam | LazyAdam,
         data: Interactions,
         hyperparameters: dict,
         generator: torch.Generator,
