@@ -376,8 +376,9 @@ class _Job:
                 )
             if len(entry) > 1:
                 history.append(entry)
-            self._checkpoint(model, folder, state)
-            return self.choose and _should_stop(history, opts["patience"], cap)
+            stop = self.choose and _should_stop(history, opts["patience"], cap)
+            self._checkpoint(model, folder, state, last=stop or stats.epoch >= cap)
+            return stop
 
         if not (self.choose and history and _should_stop(history, opts["patience"], cap)):
             _continue(model, data.fit, cap, on_epoch)
@@ -444,16 +445,29 @@ class _Job:
 
         def on_epoch(stats: EpochStats) -> None:
             print(_epoch_line(stats), flush=True)
-            self._checkpoint(model, self.folder, state)
+            self._checkpoint(model, self.folder, state, last=stats.epoch >= n_iter)
 
         _continue(model, data.train, n_iter, on_epoch)
         if "popularity_prior" in override:
             model.set_popularity_prior(override["popularity_prior"])
         return model
 
-    def _checkpoint(self, model, folder: Path | None, state: dict[str, Any]) -> None:
+    def _checkpoint(
+        self, model, folder: Path | None, state: dict[str, Any], last: bool = False
+    ) -> None:
+        """Checkpoint a model's first epoch of this run, its last, and otherwise once
+        ``checkpoint_interval`` seconds have passed since the previous checkpoint (writing every
+        epoch costs more than a small model's epoch; an interruption loses at most that
+        interval of training)."""
         if folder is None:
             return
+        now = time.monotonic()
+        first = state.get("checkpointed_at") is None
+        if not (
+            first or last or now - state["checkpointed_at"] >= self.opts["checkpoint_interval"]
+        ):
+            return
+        state["checkpointed_at"] = now
         extra = {"report": state["report"]} if "report" in state else {}
         model.metrics = {
             "checkpoint": {

@@ -127,6 +127,13 @@ OPTIONS: dict[str, Option] = {
             _path_or_off,
         ),
         Option(
+            "checkpoint_interval",
+            "60",
+            "seconds of training between checkpoints; a model's first and last epochs are "
+            "always checkpointed (0: every epoch)",
+            _number("checkpoint_interval", float, 0.0, 86_400.0),
+        ),
+        Option(
             "resume",
             "auto",
             "'auto': continue from a matching checkpoint; 'never': discard "

@@ -132,8 +132,47 @@ def toolkit_env(base: Path, dlc: bool = True) -> dict[str, str]:
         shim = base.parent / "dlc"
         shim.mkdir(exist_ok=True)
         (shim / f"{DLC_MODULE}.py").write_text(DLC_SOURCE)
+        (shim / "sitecustomize.py").write_text(STALL_SOURCE)
         env.update(PYTHONPATH=str(shim), SAGEMAKER_TRAINING_MODULE=f"{DLC_MODULE}:main")
     return env
+
+
+#: Imported by every Python process of a job whose PYTHONPATH holds the shim folder (the toolkit
+#: puts its own sys.path there for train.py): with SPOTLIGHT_TEST_STALL_AT=<n>, train.py stops
+#: for good right after writing checkpoint n, like an instance reclaimed at that moment, so the
+#: interruption test kills a job that cannot have finished (no race with the training speed).
+STALL_SOURCE = """
+import os, sys
+AT = os.environ.get("SPOTLIGHT_TEST_STALL_AT")
+if AT and sys.argv and sys.argv[0].endswith("train.py"):
+    import importlib.abc, importlib.machinery, time
+
+    class _Stall(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "spotlight_sagemaker.checkpoints":
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                save = module.save_checkpoint
+
+                def save_then_stall(model, *args, **kwargs):
+                    out = save(model, *args, **kwargs)
+                    if model.epochs_trained >= int(AT):
+                        print("stalled after checkpoint", out, flush=True)
+                        while True:
+                            time.sleep(3600)
+                    return out
+
+                module.save_checkpoint = save_then_stall
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _Stall())
+"""
 
 
 def run_toolkit(base: Path, dlc: bool = True) -> subprocess.CompletedProcess:
@@ -217,7 +256,7 @@ def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, sourced
 
 @pytest.mark.slow
 def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed_rows):
-    n_iter = 6  # small batches and adaptive_hinge: epochs long enough to be killed mid-run
+    n_iter = 6
     base = make_opt_ml(
         tmp_path / "opt_ml",
         sourcedir,
@@ -228,6 +267,7 @@ def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed
             "loss": "adaptive_hinge",
             "batch_size": 256,
             "validation_fraction": 0,  # one model, so the checkpoints are the served model's
+            "checkpoint_interval": 0,  # every epoch
         },
         {"training": {"data.csv": "".join(seed_rows[:5_001])}},
     )
@@ -235,15 +275,15 @@ def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(TRAIN_COMMAND)],
-        env=toolkit_env(base),
+        env={**toolkit_env(base), "SPOTLIGHT_TEST_STALL_AT": "2"},
         cwd=base,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 180
-        while not (checkpoints / "epoch-000002").is_dir():
+        deadline = time.monotonic() + 180  # a hang guard, not a race: train.py stalls there
+        while "stalled after checkpoint" not in (tmp_path / "first.log").read_text():
             assert proc.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline, "no checkpoint after 180 s"
             time.sleep(0.05)
@@ -256,7 +296,7 @@ def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed
     assert proc.returncode == -signal.SIGKILL
     assert artifact_files(base / "model") == []  # killed before the end
     done = max(int(p.name.split("-")[1]) for p in checkpoints.glob("epoch-*"))
-    assert 2 <= done < n_iter
+    assert done == 2
 
     # A new instance: fresh code/, model/, output/; SageMaker restores /opt/ml/checkpoints.
     for name in ("code", "model", "output"):

@@ -306,10 +306,11 @@ def test_checkpoint_of_other_data_is_refused(tmp_path, small_csv):
 
 def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path, small_csv, capsys):
     base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
-    assert main(FAST + ["--n_iter", "3", "--validation_fraction", "0"], environ(base)) == EXIT_OK
+    every_epoch = ["--validation_fraction", "0", "--checkpoint_interval", "0"]
+    assert main(FAST + ["--n_iter", "3"] + every_epoch, environ(base)) == EXIT_OK
     newest = base / "checkpoints" / "epoch-000003" / "spotlight-model.npz"
     newest.write_bytes(newest.read_bytes()[:100])  # an upload cut short
-    assert main(FAST + ["--n_iter", "4", "--validation_fraction", "0"], environ(base)) == EXIT_OK
+    assert main(FAST + ["--n_iter", "4"] + every_epoch, environ(base)) == EXIT_OK
     out = capsys.readouterr().out
     assert "cannot be loaded" in out and "resuming from checkpoint" in out
     assert "at epoch 2 of 4" in out
@@ -327,6 +328,25 @@ def test_checkpoints_can_be_disabled(tmp_path, small_csv):
     assert sorted(p.name for p in (custom / "holdout").iterdir()) == [
         "epoch-000001",
         "epoch-000002",
+    ]
+
+
+def test_checkpoints_are_written_on_the_first_and_last_epoch_and_by_interval(tmp_path, small_csv):
+    """Writing every epoch costs more than a small model's epoch: within checkpoint_interval
+    seconds only a run's first and last epochs are written (0 writes every epoch)."""
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    argv = FAST + ["--n_iter", "5", "--validation_fraction", "0"]
+    assert main(argv + ["--checkpoint_interval", "86400"], environ(base)) == EXIT_OK
+    assert sorted(p.name for p in (base / "checkpoints").iterdir()) == [
+        "epoch-000001",
+        "epoch-000005",
+    ]
+    other = opt_ml(tmp_path / "b", {"training": {"t.csv": small_csv}})
+    assert main(argv + ["--checkpoint_interval", "0"], environ(other)) == EXIT_OK
+    # the newest two are kept
+    assert sorted(p.name for p in (other / "checkpoints").iterdir()) == [
+        "epoch-000004",
+        "epoch-000005",
     ]
 
 
