@@ -58,7 +58,7 @@ setup(
     entry_points={
         "console_scripts": [
             "spotlight-sagemaker=spotlight_sagemaker.cli:main",
-            "spotlight-sagemaker-serve=spotlight_sagemaker.serving:main",
+            "spotlight-sagemaker-serve=spotlight_sagemaker.container.serving.model_server:main",
         ],
     },
     classifiers=[

@@ -165,7 +165,7 @@ def bench_server(
     top_n: int,
     max_requests: int,
 ):
-    from spotlight_sagemaker import serving
+    from spotlight_sagemaker.container.serving import model_server as serving
 
     with tempfile.TemporaryDirectory() as tmp:
         sm_dir = Path(tmp) / "model"

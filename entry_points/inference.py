@@ -1,9 +1,10 @@
 """SageMaker inference handler: top-N recommendations from a spotlight-sagemaker artifact.
 
 The four functions the inference toolkit calls (``model_fn``, ``input_fn``, ``predict_fn``,
-``output_fn``) are thin adapters: content types live in :mod:`spotlight_sagemaker.codec`, the
-model in :mod:`spotlight_sagemaker.core`. Every request is answered with one batched top-N per
-distinct user (one matrix product and top-k), never one user at a time.
+``output_fn``) are thin adapters: content types live in
+:mod:`spotlight_sagemaker.container.serving.codec`, the model in :mod:`spotlight_sagemaker.core`.
+Every request is answered with one batched top-N per distinct user (one matrix product and
+top-k), never one user at a time.
 
 Environment (read when the model loads): ``SPOTLIGHT_UNKNOWN_USER`` and ``SPOTLIGHT_UNKNOWN_ITEM``
 (``fallback`` | ``skip`` | ``error``; default ``fallback``: the most popular items),
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from sagemaker_inference.errors import BaseInferenceToolkitError
 
-from spotlight_sagemaker import codec
+from spotlight_sagemaker.container.serving import codec
 from spotlight_sagemaker.core import ImplicitFactorizationModel
 
 logger = logging.getLogger("spotlight_sagemaker.inference")

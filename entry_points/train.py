@@ -2,12 +2,13 @@
 
 Reads the training container's environment and hyperparameters, trains the core model with a
 checkpoint per epoch, and writes the artifact to SM_MODEL_DIR and metrics.json to
-SM_OUTPUT_DATA_DIR. All the logic lives in :mod:`spotlight_sagemaker.training` (docs/training.md).
+SM_OUTPUT_DATA_DIR. All the logic lives in :mod:`spotlight_sagemaker.container.training.job`
+(docs/training.md).
 """
 
 import sys
 
-from spotlight_sagemaker.training import main
+from spotlight_sagemaker.container.training.job import main
 
 if __name__ == "__main__":
     sys.exit(main())

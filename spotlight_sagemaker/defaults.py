@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .contract.hyperparameters import AUTO, AUTO_PARAMS, OPTIONS
 from .core.config import PARAMS, coerce
-from .training_args import AUTO, AUTO_PARAMS, OPTIONS
 
 #: The AWS PyTorch Deep Learning Containers both sides run on (newest inference image: 2.6.0).
 FRAMEWORK_VERSION = "2.6.0"
@@ -26,7 +26,7 @@ LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/spotlight-local"
 
 #: Every hyperparameter name the estimator accepts: the model's (``core.config.PARAMS``) and
-#: train.py's job options (``training_args.OPTIONS``: preset, validation_fraction, ...).
+#: train.py's job options (``contract.hyperparameters.OPTIONS``: preset, validation_fraction, ...).
 HYPERPARAMETER_NAMES: tuple[str, ...] = (*PARAMS, *OPTIONS)
 
 # --- Batch Transform -------------------------------------------------------------------------

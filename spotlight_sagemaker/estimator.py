@@ -25,7 +25,7 @@ from sagemaker.model import (
 from sagemaker.vpc_utils import VPC_CONFIG_DEFAULT
 
 from . import defaults, staging
-from .metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from .contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from .model import SpotlightModel
 from .session import resolve_role, resolve_session
 from .transformer import SpotlightTransformer
@@ -99,7 +99,8 @@ class SpotlightEstimator(Framework):
             source_dir: folder or ``s3://.../sourcedir.tar.gz`` with the code (default: the
                 entry points and the package, staged in a temporary folder).
             base_job_name: prefix of job names.
-            metric_definitions: defaults to :data:`spotlight_sagemaker.metrics.METRIC_DEFINITIONS`.
+            metric_definitions: defaults to
+                :data:`spotlight_sagemaker.contract.metric_lines.METRIC_DEFINITIONS`.
             sagemaker_session: the SDK session (default: a new one; in local mode the
                 embedded local session).
             **kwargs: Spotlight hyperparameters, or arguments of the SDK's ``EstimatorBase`` /

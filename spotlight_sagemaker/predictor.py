@@ -2,7 +2,8 @@
 
 Requests go out as JSON lines (``application/jsonlines``, one record per query) and answers
 come back as CSV (``text/csv``): ``query_id,item_id,score`` per recommended item, best first,
-queries in request order -- the container's default formats (``spotlight_sagemaker.codec``).
+queries in request order -- the container's default formats
+(``spotlight_sagemaker.container.serving.codec``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 def algorithm_specification() -> dict:
     """The AlgorithmSpecification a default SpotlightEstimator sends in us-east-1."""
-    from spotlight_sagemaker.metrics import METRIC_DEFINITIONS
+    from spotlight_sagemaker.contract.metric_lines import METRIC_DEFINITIONS
 
     return {
         "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from spotlight_sagemaker import codec
-from spotlight_sagemaker._fastcsv import format_fixed, format_small, joined_rows
+from spotlight_sagemaker.container.serving import codec
+from spotlight_sagemaker.container.serving._fastcsv import format_fixed, format_small, joined_rows
 
 SEED_BATCH = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'
 
@@ -386,7 +386,8 @@ def test_codec_and_serving_import_without_toolkit_or_sdk():
     code = (
         "import sys; sys.modules['sagemaker_inference'] = None; sys.modules['boto3'] = None\n"
         "sys.modules['sagemaker'] = None\n"
-        "import spotlight_sagemaker.codec, spotlight_sagemaker.serving\n"
+        "import spotlight_sagemaker.container.serving.codec\n"
+        "import spotlight_sagemaker.container.serving.model_server\n"
         "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -17,8 +17,8 @@ import torch
 from spotlight_sagemaker._entry_points import inference
 from test_training import environ, opt_ml
 
+from spotlight_sagemaker.container.training.job import EXIT_OK, main
 from spotlight_sagemaker.core import ImplicitFactorizationModel
-from spotlight_sagemaker.training import EXIT_OK, main
 
 GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP, SHARE = 4, 30, 25, 0.5
 

@@ -139,7 +139,7 @@ def test_wheel_stage_builds_the_package_from_what_it_copies(tmp_path: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in (
         "spotlight_sagemaker/core/factorization.py",
-        "spotlight_sagemaker/training.py",
+        "spotlight_sagemaker/container/training/job.py",
         "spotlight_sagemaker/_entry_points/train.py",
         "spotlight_sagemaker/_entry_points/inference.py",
     ):

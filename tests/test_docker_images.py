@@ -259,7 +259,7 @@ def test_serving_image_command_serves_the_model_the_sdk_describes(
 ):
     import psutil
 
-    from spotlight_sagemaker.serving import free_port
+    from spotlight_sagemaker.container.serving.model_server import free_port
 
     instructions = parse_dockerfile(DOCKER / "Dockerfile.serving")
     command = command_of(instructions)

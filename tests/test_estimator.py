@@ -20,8 +20,8 @@ from botocore.stub import Stubber
 
 from spotlight_sagemaker import SpotlightEstimator, SpotlightModel, defaults, staging
 from spotlight_sagemaker import session as sessions
+from spotlight_sagemaker.contract.metric_lines import METRIC_DEFINITIONS
 from spotlight_sagemaker.core.config import PARAMS, SPOTLIGHT_DEFAULTS
-from spotlight_sagemaker.metrics import METRIC_DEFINITIONS
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def test_staged_source_dir_has_entry_points_and_package_without_junk():
         "inference.py",
         "spotlight_sagemaker/__init__.py",
         "spotlight_sagemaker/core/config.py",
-        "spotlight_sagemaker/codec.py",
+        "spotlight_sagemaker/container/serving/codec.py",
     } <= files
     assert not [
         f

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import spotlight_sagemaker
-from spotlight_sagemaker import serving
+from spotlight_sagemaker.container.serving import model_server as serving
 
 pytestmark = pytest.mark.slow
 

@@ -28,8 +28,8 @@ from _sdk_helpers import (
 from botocore.stub import Stubber
 
 from spotlight_sagemaker import SpotlightEstimator, SpotlightModel, SpotlightPredictor
+from spotlight_sagemaker.contract.metric_lines import METRIC_DEFINITIONS
 from spotlight_sagemaker.core import ImplicitFactorizationModel
-from spotlight_sagemaker.metrics import METRIC_DEFINITIONS
 
 GPU = "ml.g4dn.xlarge"
 
@@ -100,7 +100,7 @@ def test_whole_flow_upload_fit_attach_transform_deploy(sm, ml100k_csv, trained_m
     assert not _junk(names)
     assert "requirements.txt" not in names
     probe = (
-        "import sys, spotlight_sagemaker.core, spotlight_sagemaker.codec; "
+        "import sys, spotlight_sagemaker.core, spotlight_sagemaker.container.serving.codec; "
         "print(spotlight_sagemaker.__file__); print('sagemaker' in sys.modules)"
     )
     out = subprocess.run(

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from _procs import run_in_own_group
 
+from spotlight_sagemaker.contract.metric_lines import METRIC_DEFINITIONS, parse_metric_lines
 from spotlight_sagemaker.core import ImplicitFactorizationModel
-from spotlight_sagemaker.metrics import METRIC_DEFINITIONS, parse_metric_lines
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_COMMAND = Path(sys.executable).with_name("train")  # sagemaker-training's console script
@@ -149,7 +149,7 @@ if AT and sys.argv and sys.argv[0].endswith("train.py"):
 
     class _Stall(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name != "spotlight_sagemaker.checkpoints":
+            if name != "spotlight_sagemaker.container.training.checkpoints":
                 return None
             spec = importlib.machinery.PathFinder.find_spec(name, path)
             run = spec.loader.exec_module

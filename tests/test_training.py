@@ -1,8 +1,8 @@
 """The training adapter in-process: environment, hyperparameters, data, errors, checkpoints.
 
-Each test runs ``spotlight_sagemaker.training.main(argv, environ)`` on a temporary /opt/ml tree
-(SAGEMAKER_BASE_DIR) with real CSV files, and checks the exit code, the failure file, the model
-folder and metrics.json. The toolkit-level runs are in test_train_entry_point.py.
+Each test runs ``spotlight_sagemaker.container.training.job.main(argv, environ)`` on a temporary
+/opt/ml tree (SAGEMAKER_BASE_DIR) with real CSV files, and checks the exit code, the failure file,
+the model folder and metrics.json. The toolkit-level runs are in test_train_entry_point.py.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-from spotlight_sagemaker.core import ImplicitFactorizationModel, Interactions
-from spotlight_sagemaker.metrics import parse_metric_lines
-from spotlight_sagemaker.training import (
+from spotlight_sagemaker.container.training.job import (
     EXIT_INTERNAL_ERROR,
     EXIT_OK,
     EXIT_USER_ERROR,
     TrainingEnv,
     main,
 )
-from spotlight_sagemaker.training_args import OPTIONS, UserError, parse_hyperparameters
+from spotlight_sagemaker.contract.hyperparameters import OPTIONS, UserError, parse_hyperparameters
+from spotlight_sagemaker.contract.metric_lines import parse_metric_lines
+from spotlight_sagemaker.core import ImplicitFactorizationModel, Interactions
 
 FAST = ["--embedding_dim", "8", "--n_iter", "2", "--random_state", "3"]
 
@@ -426,8 +426,8 @@ def test_holdout_is_reproducible_and_the_served_vocabulary_is_the_channels(tmp_p
 
 
 def test_docs_list_every_hyperparameter_and_metric():
+    from spotlight_sagemaker.contract.metric_lines import METRIC_DEFINITIONS
     from spotlight_sagemaker.core import DEFAULTS, PARAMS, SPOTLIGHT_DEFAULTS
-    from spotlight_sagemaker.metrics import METRIC_DEFINITIONS
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
     for name in [*PARAMS, *OPTIONS]:
@@ -467,7 +467,8 @@ def test_the_adapter_imports_neither_the_sdk_nor_boto3():
     import sys
 
     code = (
-        "import sys, spotlight_sagemaker.training, spotlight_sagemaker.metrics\n"
+        "import sys, spotlight_sagemaker.container.training.job\n"
+        "import spotlight_sagemaker.contract.metric_lines\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'boto3', 'botocore')]\n"
         "assert not bad, bad\n"
     )

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from spotlight_sagemaker.metrics import (
+from spotlight_sagemaker.contract.metric_lines import (
     METRIC_DEFINITIONS,
     OBJECTIVE_METRIC,
     VALIDATION_METRICS,

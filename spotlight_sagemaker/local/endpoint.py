@@ -4,7 +4,8 @@
 extracts ``ModelDataUrl`` into a fresh model folder, puts the code there as ``code/`` (already in
 the archive after the SDK's repack, else from ``SAGEMAKER_SUBMIT_DIRECTORY``), and starts Multi
 Model Server with the SageMaker inference toolkit and our handler
-(:func:`spotlight_sagemaker.serving.start_model_server`), bound to 127.0.0.1 on a free port. The
+(:func:`spotlight_sagemaker.container.serving.model_server.start_model_server`), bound to
+127.0.0.1 on a free port. The
 returned :class:`LocalServer` posts to ``/invocations`` and is stopped by its process-group id.
 """
 
@@ -107,7 +108,10 @@ def start_local_server(
     """
     require_java()
     try:
-        from spotlight_sagemaker.serving import ModelServerError, start_model_server
+        from spotlight_sagemaker.container.serving.model_server import (
+            ModelServerError,
+            start_model_server,
+        )
     except ImportError as exc:  # sagemaker-inference / multi-model-server not installed
         raise ServerSetupError(
             f"the local model server needs the 'serving' extra ({exc}): "

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .core import Interactions, random_train_test_split
-from .training_args import UserError
+from ...contract.hyperparameters import UserError
+from ...core import Interactions, random_train_test_split
 
-logger = logging.getLogger("spotlight_sagemaker.training")
+logger = logging.getLogger("spotlight_sagemaker.container.training.job")
 
 TRAINING_CHANNEL = "training"
 VALIDATION_CHANNEL = "validation"

@@ -1,11 +1,13 @@
 """The adapter behind ``entry_points/train.py``: SageMaker environment in, core, files out.
 
 ``main()`` reads the training container's environment (:class:`TrainingEnv`) and the
-hyperparameters the toolkit passes as ``--name value`` (:mod:`.training_args`), trains the core
-model with a checkpoint per epoch, prints one metric line per epoch and the validation metrics
-(:mod:`.metrics`), then writes ``metrics.json`` into the output data folder and the artifact
-into the model folder, last. A user error ends with one sentence in ``<output>/failure`` and exit
-code 1, an internal error with exit code 2; the model folder is then left untouched.
+hyperparameters the toolkit passes as ``--name value``
+(:mod:`spotlight_sagemaker.contract.hyperparameters`), trains the core model with a checkpoint
+per epoch, prints one metric line per epoch and the validation metrics
+(:mod:`spotlight_sagemaker.contract.metric_lines`), then writes ``metrics.json`` into the output
+data folder and the artifact into the model folder, last. A user error ends with one sentence in
+``<output>/failure`` and exit code 1, an internal error with exit code 2; the model folder is
+then left untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from ... import __version__
+from ...contract.hyperparameters import UserError, parse_hyperparameters
+from ...contract.metric_lines import format_epoch_line, format_validation_line
+from ...core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
+from ...core.evaluation import NdcgAtK
 from .checkpoints import (
     CheckpointMismatchError,
     discard_checkpoints,
@@ -32,13 +38,9 @@ from .checkpoints import (
     fingerprint,
     save_checkpoint,
 )
-from .core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
-from .core.evaluation import NdcgAtK
-from .metrics import format_epoch_line, format_validation_line
-from .training_args import UserError, parse_hyperparameters
-from .training_data import load_training_data
+from .data import load_training_data
 
-logger = logging.getLogger("spotlight_sagemaker.training")
+logger = logging.getLogger("spotlight_sagemaker.container.training.job")
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2
 DEFAULT_BASE_DIR = "/opt/ml"

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core import PARAMS, coerce
-from .core.config import PRESETS
-from .core.interactions import DUPLICATE_POLICIES
+from ..core import PARAMS, coerce
+from ..core.config import PRESETS
+from ..core.interactions import DUPLICATE_POLICIES
 
 RESUME_POLICIES = ("auto", "never")
 #: ``n_iter=auto``: the number of epochs is chosen on the job's validation rows (early stopping);

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .core import ArtifactError, ImplicitFactorizationModel, Interactions
-from .core.artifact import read_config
+from ...core import ArtifactError, ImplicitFactorizationModel, Interactions
+from ...core.artifact import read_config
 
-logger = logging.getLogger("spotlight_sagemaker.training")
+logger = logging.getLogger("spotlight_sagemaker.container.training.job")
 
 _FOLDER = re.compile(r"^epoch-([0-9]{6,})$")
 _TMP_PREFIX = ".epoch-"

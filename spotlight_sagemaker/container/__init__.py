@@ -1,0 +1,2 @@
+"""Code that runs inside the SageMaker containers (training and serving); it never imports
+``sagemaker`` or ``boto3``."""

@@ -1,0 +1,1 @@
+"""The training container's adapter: ``entry_points/train.py`` calls :func:`job.main`."""
