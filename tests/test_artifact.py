@@ -132,3 +132,47 @@ def test_artifact_from_before_the_popularity_prior_scores_without_one(model, tmp
     shift = model.popularity_prior * np.log1p(model.item_counts)
     users = np.arange(5)
     assert np.allclose(old.score_users(users) + shift, model.score_users(users), atol=1e-5)
+
+
+def test_artifact_files_are_readable_by_other_users(model, tmp_path):
+    """mkstemp's 0600 kept our serving image (uid 1000) from reading a root-written artifact."""
+    model.save(tmp_path)
+    for name in (ARRAYS_FILE, CONFIG_FILE):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda a: a.update(item_biases=a["item_biases"][:-1]), "item_biases has shape"),
+        (lambda a: a.update(item_embeddings=a["item_embeddings"][:, :-1]), "item_embeddings"),
+        (lambda a: a.update(user_embeddings=a["user_embeddings"].astype(np.int64)), "dtype"),
+        (lambda a: a["seen_indices"].__setitem__(0, 10**6), "seen_indptr/seen_indices"),
+        (lambda a: a.update(seen_indptr=a["seen_indptr"][::-1].copy()), "seen_indptr"),
+        (lambda a: a["item_counts"].__setitem__(0, -1), "negative item_counts"),
+        (lambda a: a["item_embeddings"].__setitem__((0, 0), np.nan), "non-finite item_emb"),
+    ],
+    ids=["short-biases", "dims", "dtype", "index-range", "indptr", "counts", "nan"],
+)
+def test_inconsistent_arrays_are_refused_at_load(model, tmp_path, edit, fragment):
+    """Arrays that disagree with the id lists used to load and then fail every request (or fail
+    with a raw torch error): every one is an ArtifactError naming the array."""
+    from _artifacts import rewrite_arrays
+
+    model.save(tmp_path / "good")
+    bad = rewrite_arrays(tmp_path / "good", tmp_path / "bad", edit)
+    with pytest.raises(ArtifactError, match=fragment):
+        ImplicitFactorizationModel.load(bad, device="cpu")
+
+
+def test_a_non_finite_model_is_never_saved(model, tmp_path):
+    broken = ImplicitFactorizationModel.load(_saved(model, tmp_path / "a"), device="cpu")
+    broken._net.user_embeddings.data[0, 0] = float("nan")
+    with pytest.raises(ArtifactError, match="refusing to save"):
+        broken.save(tmp_path / "b")
+    assert not (tmp_path / "b" / CONFIG_FILE).exists()
+
+
+def _saved(model, folder):
+    model.save(folder)
+    return folder

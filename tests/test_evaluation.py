@@ -80,3 +80,21 @@ def test_ndcg_at_k_is_evaluates_ndcg_from_the_top_k_alone(ml100k_csv):
     assert ndcg_at_k(model, both, 10) == pytest.approx(
         evaluate(model, both, train)["ndcg@10"], abs=1e-9
     )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_scores_never_give_impossible_metrics(bad):
+    """A diverged model's NaN scores used to rank at 0.5 (MRR 2.0); every metric stays <= 1."""
+    everything = Interactions.from_arrays(["u", "u", "v", "v"], ["a", "c", "b", "d"])
+    test = Interactions(
+        np.array([0, 1]), np.array([2, 3]), everything.user_map, everything.item_map
+    )
+    train = Interactions(np.array([0, 1]), np.array([0, 1]), test.user_map, test.item_map)
+    all_bad = evaluate(Fixed(np.full((2, 4), bad)), test, train, k=2)
+    for name in ("precision@2", "recall@2", "ndcg@2", "mrr"):
+        assert 0.0 <= all_bad[name] <= 1.0, (name, all_bad[name])
+    if not bad > 0:  # nothing finite-and-high: no hits at all
+        assert all_bad["ndcg@2"] == 0.0
+    scores = np.array([[0.0, 0.0, bad, 1.0], [0.0, 0.0, 2.0, bad]])
+    mixed = evaluate(Fixed(scores), test, train, k=2)
+    assert 0.0 <= mixed["mrr"] <= 1.0 and 0.0 <= mixed["ndcg@2"] <= 1.0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _artifacts import rewrite_arrays
 from sagemaker_inference.errors import BaseInferenceToolkitError
 from spotlight_sagemaker._entry_points import inference
 
@@ -246,9 +247,7 @@ def test_non_finite_scores_are_500_not_a_silent_answer(trained_model_dir):
 
 
 def test_model_fn_rejects_a_non_finite_artifact(trained_model_dir, tmp_path):
-    model = ImplicitFactorizationModel.load(trained_model_dir, device="cpu")
-    model._net.user_biases.data[3] = float("inf")
-    model.save(tmp_path)
+    rewrite_arrays(trained_model_dir, tmp_path, lambda a: a["user_biases"].__setitem__(3, np.inf))
     with pytest.raises(ValueError, match="non-finite user_biases"):
         inference.model_fn(str(tmp_path))
 

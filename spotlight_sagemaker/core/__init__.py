@@ -4,7 +4,14 @@ Imports neither the SageMaker SDK nor boto3; runs on torch 2.6+ and numpy.
 """
 
 from .config import DEFAULTS, PARAMS, SPOTLIGHT_DEFAULTS, coerce, resolve
-from .errors import ArtifactError, DataError, NotFittedError, SpotlightError, UnknownIdError
+from .errors import (
+    ArtifactError,
+    DataError,
+    DivergedError,
+    NotFittedError,
+    SpotlightError,
+    UnknownIdError,
+)
 from .evaluation import PopularityModel, evaluate, random_train_test_split
 from .factorization import EpochStats, ImplicitFactorizationModel, Recommendation
 from .idmap import IdMap
@@ -16,6 +23,7 @@ __all__ = [
     "SPOTLIGHT_DEFAULTS",
     "ArtifactError",
     "DataError",
+    "DivergedError",
     "EpochStats",
     "IdMap",
     "ImplicitFactorizationModel",

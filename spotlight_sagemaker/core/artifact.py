@@ -46,6 +46,9 @@ def save_model(
     arrays = {name: getattr(net, name).detach().float().cpu().numpy() for name in _PARAMS}
     arrays["user_biases"] = arrays["user_biases"].reshape(-1)  # stored flat, as Spotlight's
     arrays["item_biases"] = arrays["item_biases"].reshape(-1)
+    for name in _PARAMS:
+        if not np.isfinite(arrays[name]).all():
+            raise ArtifactError(f"refusing to save a model whose {name} are not all finite")
     arrays["seen_indptr"], arrays["seen_indices"] = model.seen
     arrays["item_counts"] = model.item_counts
     if include_optimizer:
@@ -126,10 +129,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
         model.metrics = dict(config.get("metrics", {}))
         model.user_map = IdMap.from_list(config["user_ids"])
         model.item_map = IdMap.from_list(config["item_ids"])
-        if arrays["user_embeddings"].shape[0] != len(model.user_map) or arrays[
-            "item_embeddings"
-        ].shape[0] != len(model.item_map):
-            raise ArtifactError("embedding shapes do not match the id lists")
+        _check_arrays(arrays, len(model.user_map), len(model.item_map), path)
         gen = torch.Generator()
         net = BilinearNet(
             len(model.user_map),
@@ -142,7 +142,7 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
             for name in _PARAMS:
                 param = getattr(net, name)
                 param.copy_(torch.from_numpy(arrays[name]).reshape(param.shape))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         if isinstance(exc, ArtifactError):
             raise
         raise ArtifactError(f"{path}: inconsistent artifact ({exc})") from None
@@ -161,6 +161,8 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
 def _write_temp(folder: Path, name: str, write) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp creates 0600: a serving image running as another user could not read it
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -169,6 +171,44 @@ def _write_temp(folder: Path, name: str, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], n_users: int, n_items: int, path: Any) -> None:
+    """Every array's dtype and shape agrees with the id lists, parameters are finite and the
+    seen-items CSR is well formed; else an ArtifactError naming the array (a model that loads
+    must be able to answer every request)."""
+    ue = arrays["user_embeddings"]
+    dim = ue.shape[-1] if ue.ndim == 2 else -1
+    want = {
+        "user_embeddings": (n_users, dim),
+        "item_embeddings": (n_items, dim),
+        "user_biases": (n_users,),
+        "item_biases": (n_items,),
+        "seen_indptr": (n_users + 1,),
+        "item_counts": (n_items,),
+    }
+    for name, shape in want.items():
+        a = arrays[name]
+        kind = "f" if name in _PARAMS else "iu"
+        if a.dtype.kind not in kind or a.shape != shape:
+            raise ArtifactError(
+                f"{path}: inconsistent artifact: {name} has shape {a.shape} and dtype {a.dtype}, "
+                f"expected {shape} for {n_users} users x {n_items} items"
+            )
+        if name in _PARAMS and not np.isfinite(a).all():
+            raise ArtifactError(f"{path}: the artifact holds non-finite {name}; retrain the model")
+    indptr, indices = arrays["seen_indptr"], arrays["seen_indices"]
+    if (
+        indices.ndim != 1
+        or indices.dtype.kind not in "iu"
+        or indptr[0] != 0
+        or indptr[-1] != len(indices)
+        or (np.diff(indptr) < 0).any()
+        or (len(indices) and (indices.min() < 0 or indices.max() >= n_items))
+    ):
+        raise ArtifactError(f"{path}: inconsistent artifact: a malformed seen_indptr/seen_indices")
+    if (arrays["item_counts"] < 0).any():
+        raise ArtifactError(f"{path}: inconsistent artifact: negative item_counts")
 
 
 def _sha256(path: Path) -> str:

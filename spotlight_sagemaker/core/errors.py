@@ -48,5 +48,10 @@ class UnknownIdError(SpotlightError, KeyError):
         return str(self.args[0]) if self.args else "unknown id"
 
 
+class DivergedError(SpotlightError, ArithmeticError):
+    """Training produced a non-finite loss or parameters (names the epoch); the model is unusable
+    and is never saved."""
+
+
 class NotFittedError(SpotlightError, RuntimeError):
     """The model is used before ``fit``/``load``."""

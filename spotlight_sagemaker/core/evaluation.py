@@ -79,7 +79,10 @@ def evaluate(
         if tr is not None:  # a test item also in train cannot be recommended: not relevant
             relevant[rows, cols] = False
         n_rel = relevant.sum(1)
-        hits = np.take_along_axis(relevant, top, 1)
+        # a non-finite score is no recommendation (NaN would sort anywhere)
+        hits = np.take_along_axis(relevant, top, 1) & np.isfinite(
+            np.take_along_axis(scores, top, 1)
+        )
         n_hits = hits.sum(1)
         sums["precision"] += float((n_hits / k).sum())
         sums["recall"] += float((n_hits / np.maximum(n_rel, 1)).sum())
@@ -156,6 +159,10 @@ def _mrr(scores: np.ndarray, t_rows: np.ndarray, t_cols: np.ndarray, relevant: n
     greater = ((row_scores > s) & finite).sum(1)
     ties = ((row_scores == s) & finite).sum(1)
     rank = greater + (ties + 1) / 2.0
+    # a test item without a finite score ranks after every finite one (NaN compares false to
+    # everything: it would get rank 0.5, an MRR above 1)
+    unscored = ~np.isfinite(s[:, 0])
+    rank[unscored] = finite[unscored].sum(1) + 1.0
     per_item = 1.0 / rank
     totals = np.bincount(t_rows, weights=per_item, minlength=scores.shape[0])
     counts = np.bincount(t_rows, minlength=scores.shape[0])

@@ -9,6 +9,7 @@ artifact that a CPU loads whatever trained it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import AUTO, auto_l2, coerce, resolve
-from .errors import NotFittedError, UnknownIdError
+from .errors import DivergedError, NotFittedError, UnknownIdError
 from .idmap import IdMap
 from .interactions import Interactions
 from .network import BilinearNet
@@ -234,6 +235,7 @@ class ImplicitFactorizationModel:
             start = time.perf_counter()
             loss = trainer.epoch(self.epochs_trained)
             secs = time.perf_counter() - start
+            self._check_finite(self.epochs_trained + 1, loss)
             self.epochs_trained += 1
             stats = EpochStats(self.epochs_trained, loss, secs, n / max(secs, 1e-9))
             self.history.append(stats)
@@ -246,6 +248,22 @@ class ImplicitFactorizationModel:
             )
             if callback is not None and callback(stats):
                 break  # the callback asked to stop (e.g. early stopping)
+
+    def _check_finite(self, epoch: int, loss: float) -> None:
+        """Stop at the first epoch whose loss or parameters are not finite (a diverged model
+        would otherwise train on, be checkpointed and served as NaN scores)."""
+        bad = None if math.isfinite(loss) else f"the loss is {loss}"
+        if bad is None:
+            for name, param in self._net.named_parameters():
+                if not bool(torch.isfinite(param).all()):
+                    bad = f"{name} holds non-finite values"
+                    break
+        if bad is not None:
+            lr = self.hyperparameters["learning_rate"]
+            raise DivergedError(
+                f"training diverged in epoch {epoch}: {bad}; use a smaller learning_rate "
+                f"(it is {lr:g}) or a larger l2"
+            )
 
     # ------------------------------------------------------------------ scoring
     def _require(self) -> BilinearNet:
