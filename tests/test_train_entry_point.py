@@ -127,6 +127,7 @@ def toolkit_env(base: Path, dlc: bool = True) -> dict[str, str]:
         SM_STUDIO_LOCAL_MODE="true",
         PYTHONUNBUFFERED="1",
         AWS_DEFAULT_REGION="us-east-1",
+        TRAINING_JOB_NAME="toolkit-test-job",  # SageMaker sets it in every training job
     )
     if dlc:
         shim = base.parent / "dlc"

@@ -54,6 +54,7 @@ def environ(base: Path, channels: tuple[str, ...] = ("training",)) -> dict[str, 
         "SM_OUTPUT_DIR": str(base / "output"),
         "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
         "SM_NUM_GPUS": "0",
+        "TRAINING_JOB_NAME": "test-job",  # set by SageMaker (and local mode) in a job
     }
     for c in channels:
         env[f"SM_CHANNEL_{c.upper()}"] = str(base / "input" / "data" / c)
@@ -485,3 +486,57 @@ def test_with_lr_decay_a_checkpoint_of_another_n_iter_is_refused(tmp_path, small
     assert main(argv, environ(base)) == EXIT_OK  # n_iter=2
     assert main(argv + ["--n_iter", "3"], environ(base)) == EXIT_USER_ERROR
     assert "hyperparameter n_iter was 2 there and is 3 now" in failure(base)
+
+
+# ---------------------------------------------------------------------- divergence
+def test_a_diverging_run_is_a_user_error_and_writes_nothing(tmp_path, small_csv):
+    """learning_rate=1e30 made the loss NaN from epoch 2 and the job exit 0 with MRR 2.0."""
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    argv = FAST + ["--n_iter", "5", "--learning_rate", "1e30"]
+    assert main(argv, environ(base)) == EXIT_USER_ERROR
+    message = failure(base)
+    assert message.startswith("training diverged in epoch ")
+    assert "use a smaller learning_rate (it is 1e+30)" in message
+    assert model_files(base) == []
+    assert not (base / "output" / "data" / "metrics.json").exists()
+    # no checkpoint holds the diverged parameters
+    for ckpt in (base / "checkpoints").rglob("epoch-*"):
+        ImplicitFactorizationModel.load(ckpt, device="cpu")  # loads: finite
+
+
+def test_a_checkpoint_with_non_finite_weights_is_not_resumed(tmp_path, small_csv, capsys):
+    from _artifacts import rewrite_arrays
+
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    every_epoch = ["--validation_fraction", "0", "--checkpoint_interval", "0"]
+    assert main(FAST + ["--n_iter", "3"] + every_epoch, environ(base)) == EXIT_OK
+    newest = base / "checkpoints" / "epoch-000003"
+    broken = rewrite_arrays(
+        newest, tmp_path / "broken", lambda a: a["user_embeddings"].fill(np.nan)
+    )
+    for f in broken.iterdir():
+        (newest / f.name).write_bytes(f.read_bytes())
+    assert main(FAST + ["--n_iter", "4"] + every_epoch, environ(base)) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "non-finite user_embeddings" in out and "at epoch 2 of 4" in out
+    model = ImplicitFactorizationModel.load(base / "model")
+    assert model.epochs_trained == 4
+
+
+def test_outside_a_sagemaker_job_a_rerun_trains_afresh(tmp_path, small_csv, capsys):
+    """checkpoint_dir used to default to <base>/checkpoints everywhere: a second identical run
+    outside SageMaker 'resumed' at epoch n of n and wrote the first run's parameters again."""
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    env = {k: v for k, v in environ(base).items() if k != "TRAINING_JOB_NAME"}
+    argv = ["--embedding_dim", "8", "--n_iter", "2"]  # random_state unset: each run its own
+    assert main(argv, env) == EXIT_OK
+    first = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert not (base / "checkpoints").exists()
+    assert main(argv, env) == EXIT_OK
+    assert "resuming" not in capsys.readouterr().out
+    second = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert first.seed != second.seed
+    assert not torch.equal(first._net.item_embeddings, second._net.item_embeddings)
+    # asked for explicitly, checkpoints work outside a job too
+    assert main(argv + ["--checkpoint_dir", str(tmp_path / "ck")], env) == EXIT_OK
+    assert (tmp_path / "ck" / "epoch-000002").is_dir()

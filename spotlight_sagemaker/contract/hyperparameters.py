@@ -122,8 +122,8 @@ OPTIONS: dict[str, Option] = {
         Option(
             "checkpoint_dir",
             "<base>/checkpoints",
-            "where the per-epoch checkpoints go "
-            "(SageMaker's checkpoint_local_path); 'none' disables checkpoints",
+            "where checkpoints go (SageMaker's checkpoint_local_path); 'none' disables "
+            "checkpoints; not given: <base>/checkpoints inside a SageMaker job, none outside",
             _path_or_off,
         ),
         Option(
@@ -174,9 +174,13 @@ def _pairs(argv: Sequence[str]) -> tuple[list[tuple[str, str | None]], list[str]
 
 
 def parse_hyperparameters(
-    argv: Sequence[str], base_dir: Path
+    argv: Sequence[str], base_dir: Path, in_job: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Split ``--name value`` arguments into model hyperparameters and job options.
+
+    ``checkpoint_dir`` not given is ``<base_dir>/checkpoints`` inside a SageMaker job
+    (``in_job``) and None (no checkpoints) outside one, so that a rerun outside SageMaker never
+    resumes an earlier run's model unless asked to.
 
     Returns:
         ``(model_overrides, options, ignored)``: the model hyperparameters given (checked and
@@ -216,7 +220,7 @@ def parse_hyperparameters(
         if name in given:
             options[name] = opt.parse(given[name])
         elif name == "checkpoint_dir":
-            options[name] = base_dir / "checkpoints"
+            options[name] = base_dir / "checkpoints" if in_job else None
         else:
             options[name] = opt.parse(opt.default)
     # name=auto, or the name not given under the default preset: chosen on validation rows

@@ -57,12 +57,15 @@ class TrainingEnv:
     output_data_dir: Path
     channels: dict[str, Path]
     num_gpus: int
+    #: inside a SageMaker training job (``TRAINING_JOB_NAME`` or ``TRAINING_JOB_ARN`` set, as
+    #: SageMaker and local mode set them): only there do checkpoints default to on
+    in_job: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TrainingEnv:
         """Read ``SM_MODEL_DIR``, ``SM_OUTPUT_DIR``, ``SM_OUTPUT_DATA_DIR``, ``SM_CHANNELS``,
-        ``SM_CHANNEL_<NAME>`` and ``SM_NUM_GPUS``; ``SAGEMAKER_BASE_DIR`` relocates the
-        ``/opt/ml`` defaults."""
+        ``SM_CHANNEL_<NAME>``, ``SM_NUM_GPUS`` and ``TRAINING_JOB_NAME``/``TRAINING_JOB_ARN``;
+        ``SAGEMAKER_BASE_DIR`` relocates the ``/opt/ml`` defaults."""
         base = Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
         output = Path(environ.get("SM_OUTPUT_DIR") or base / "output")
         try:
@@ -76,6 +79,7 @@ class TrainingEnv:
             output_data_dir=Path(environ.get("SM_OUTPUT_DATA_DIR") or output / "data"),
             channels=_channels(environ, base),
             num_gpus=gpus,
+            in_job=bool(environ.get("TRAINING_JOB_NAME") or environ.get("TRAINING_JOB_ARN")),
         )
 
 
@@ -127,7 +131,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
     """Train from ``argv`` hyperparameters in ``env``; returns what ``metrics.json`` holds."""
     started = time.perf_counter()
-    hp, opts, ignored = parse_hyperparameters(argv, env.base_dir)
+    hp, opts, ignored = parse_hyperparameters(argv, env.base_dir, in_job=env.in_job)
     if ignored:
         logger.info("ignoring arguments train.py does not use: %s", ", ".join(ignored))
     try:
