@@ -450,3 +450,10 @@ def test_cli_train_and_transform(no_aws, estimator, requests_file, tmp_path, ml1
         == 0
     )
     assert len(read_transform_output(dest / "requests.jsonl.out")) == 10
+
+
+def test_deploy_of_a_model_that_cannot_be_served_fails_with_model_fns_message(estimator, session):
+    """deploy() used to report success while every request answered 500."""
+    model = estimator.create_model(env={"SPOTLIGHT_UNKNOWN_USER": "bogus"})
+    with pytest.raises(UnexpectedStatusException, match="the model cannot be served: .*UNKNOWN"):
+        model.deploy(initial_instance_count=1, instance_type="local")

@@ -173,7 +173,9 @@ def test_serve_console_script_without_code_dir(trained_model_dir, tmp_path):
         while "spotlight-sagemaker-serve: serving" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
-        line = next(x for x in log.read_text().splitlines() if "serving" in x)
+        line = next(
+            x for x in log.read_text().splitlines() if x.startswith("spotlight-sagemaker-serve:")
+        )
         assert f"on http://127.0.0.1:{port} (pid " in line, line
         mms_pgid = int(line.rsplit("pid ", 1)[1].rstrip(")"))
         srv = serving.ModelServer(proc.pid, "127.0.0.1", port, tmp_path, log, proc)
@@ -190,3 +192,153 @@ def test_serve_console_script_without_code_dir(trained_model_dir, tmp_path):
             if pgid is not None and _group_members(pgid):
                 os.killpg(pgid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------- hardening
+def test_the_inference_port_answers_only_ping_and_invocations(server):
+    """The management API used to share the inference address: anyone reaching the serving port
+    could rescale, delete, or register a model whose handler runs arbitrary code."""
+    config = (server.workdir / "mms.properties").read_text()
+    assert server.management_port not in (0, server.port)
+    assert f"management_address=http://127.0.0.1:{server.management_port}" in config
+    for method, path in [
+        ("GET", "/models"),
+        ("GET", "/models/model"),
+        ("PUT", "/models/model?min_worker=3"),
+        ("POST", f"/models?url={server.workdir}&handler=os:system"),
+        ("DELETE", "/models/model"),
+    ]:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        conn.request(method, path)
+        assert conn.getresponse().status == 404, (method, path)
+        conn.close()
+    status, _, _ = _post(server, SEED_BATCH)
+    assert status == 200  # the model is still there, with one worker
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"),
+    [
+        (b'{"user_id": "68\xff5"}', "application/json"),
+        (b"685,5\n\xc3\x28,1\n", "text/csv"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        (b'{"user_id": "685", "top_n": ' + b"9" * 5000 + b"}", "application/jsonlines"),
+        (b"x" * 200_000 + b",5\n", "text/csv"),
+        (b'"68\n5",5\n', "text/csv"),
+    ],
+    ids=["utf8-json", "utf8-csv", "deep-json", "huge-int", "huge-csv-field", "multiline-csv"],
+)
+def test_client_errors_are_4xx_without_traceback(server, body, ctype):
+    status, _, text = _post(server, body, ctype)
+    assert 400 <= status < 500, (status, text[:300])
+    assert b"Traceback" not in text and b".py" not in text and len(text) < 500, text[:300]
+
+
+def _left_behind(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if marker in line]
+
+
+def _unservable_cases():
+    import numpy as np
+    from _artifacts import rewrite_arrays
+
+    def nan(src, dst):
+        return rewrite_arrays(src, dst, lambda a: a["user_embeddings"].fill(np.nan))
+
+    def shapes(src, dst):
+        return rewrite_arrays(src, dst, lambda a: a.update(item_biases=a["item_biases"][:-3]))
+
+    def truncated(src, dst):
+        shutil.copytree(src, dst)
+        npz = dst / "spotlight-model.npz"
+        npz.write_bytes(npz.read_bytes()[:1000])
+        return dst
+
+    def no_config(src, dst):
+        shutil.copytree(src, dst)
+        (dst / "spotlight-model.json").unlink()
+        return dst
+
+    def garbage_config(src, dst):
+        shutil.copytree(src, dst)
+        (dst / "spotlight-model.json").write_text('{"format": ')
+        return dst
+
+    def copy(src, dst):
+        return shutil.copytree(src, dst)
+
+    return [
+        ("nan-weights", nan, {}, "non-finite user_embeddings"),
+        ("bad-shapes", shapes, {}, "item_biases has shape"),
+        ("truncated-npz", truncated, {}, "does not match its checksum"),
+        ("no-config", no_config, {}, "not found"),
+        ("garbage-config", garbage_config, {}, "not valid JSON"),
+        ("unknown-user", copy, {"SPOTLIGHT_UNKNOWN_USER": "bogus"}, "SPOTLIGHT_UNKNOWN_USER"),
+        ("unknown-item", copy, {"SPOTLIGHT_UNKNOWN_ITEM": "bogus"}, "SPOTLIGHT_UNKNOWN_ITEM"),
+        ("max-top-n", copy, {"SPOTLIGHT_MAX_TOP_N": "abc"}, "SPOTLIGHT_MAX_TOP_N"),
+        ("default-top-n", copy, {"SPOTLIGHT_DEFAULT_TOP_N": "0"}, "SPOTLIGHT_DEFAULT_TOP_N"),
+        ("max-records", copy, {"SPOTLIGHT_MAX_RECORDS": "-5"}, "SPOTLIGHT_MAX_RECORDS"),
+        (
+            "max-response",
+            copy,
+            {"SPOTLIGHT_MAX_RESPONSE_BYTES": "1e6"},
+            "SPOTLIGHT_MAX_RESPONSE_BYTES",
+        ),
+        (
+            "default-over-max",
+            copy,
+            {"SPOTLIGHT_DEFAULT_TOP_N": "50", "SPOTLIGHT_MAX_TOP_N": "10"},
+            "exceeds SPOTLIGHT_MAX_TOP_N",
+        ),
+        ("device", copy, {"SPOTLIGHT_DEVICE": "tpu"}, "tpu"),
+        (
+            "cuda-without-gpu",
+            copy,
+            {"SPOTLIGHT_DEVICE": "cuda", "CUDA_VISIBLE_DEVICES": ""},
+            "cuda",
+        ),
+        ("threads", copy, {"SPOTLIGHT_TORCH_THREADS": "0"}, "SPOTLIGHT_TORCH_THREADS"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("make", "env", "fragment"),
+    [c[1:] for c in _unservable_cases()],
+    ids=[c[0] for c in _unservable_cases()],
+)
+def test_a_model_that_cannot_be_served_fails_the_start(
+    trained_model_dir, tmp_path, make, env, fragment
+):
+    """Multi Model Server swallowed model_fn's exception: /ping said 200, the model READY, and
+    every request re-read the artifact to answer 500. Now the start fails with the message."""
+    artifact = make(trained_model_dir, tmp_path / "artifact")
+    model_dir = _sagemaker_model_dir(artifact, tmp_path / "model")
+    with pytest.raises(serving.ModelServerError) as info:
+        serving.start_model_server(model_dir, workers=1, env=env, startup_timeout=180)
+    message = str(info.value)
+    assert message.startswith("the model cannot be served: "), message[:2000]
+    assert fragment in message
+    assert "Traceback" not in message
+    assert _left_behind(str(model_dir)) == []
+
+
+def test_serve_console_script_fails_to_start_with_model_fn_message(trained_model_dir, tmp_path):
+    """The serving image's command exits 1 (the container fails its start, no healthy /ping)."""
+    import numpy as np
+    from _artifacts import rewrite_arrays
+
+    broken = rewrite_arrays(
+        trained_model_dir, tmp_path / "a", lambda a: a["item_biases"].fill(np.inf)
+    )
+    model_dir = _sagemaker_model_dir(broken, tmp_path / "model", with_code=False)
+    exe = Path(sys.executable).with_name("spotlight-sagemaker-serve")
+    cmd = [str(exe), "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
+    cmd += ["--port", str(serving.free_port()), "--workers", "1", "--startup-timeout", "180"]
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path), "SAGEMAKER_PROGRAM": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("spotlight-sagemaker-serve: the model cannot be served: ")
+    assert "non-finite item_biases" in last
+    assert _left_behind(str(model_dir)) == []

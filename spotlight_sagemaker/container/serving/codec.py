@@ -238,7 +238,7 @@ def _decode_jsonlines(text: str) -> Decoded:
     if "\r" not in body and "\n\n" not in body:  # fast path: one parse for the whole request
         try:
             values = json.loads("[" + body.replace("\n", ",") + "]")
-        except ValueError:
+        except (ValueError, RecursionError):
             values = None
         if values is not None and len(values) == body.count("\n") + 1:
             first = text[: len(text) - len(text.lstrip())].count("\n") + 1
@@ -250,12 +250,16 @@ def _decode_jsonlines(text: str) -> Decoded:
             values.append(json.loads(line))
         except ValueError as e:
             raise BadRequestError(f"line {n}: invalid JSON ({e})") from None
+        except RecursionError:
+            raise BadRequestError(f"line {n}: JSON nested too deeply") from None
     return numbers, values, "line"
 
 
 def _decode_json(text: str) -> Decoded:
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise BadRequestError("invalid JSON: nested too deeply") from None
     except ValueError as e:
         if not text.strip():
             return [], [], "record"
@@ -273,7 +277,15 @@ def _decode_json(text: str) -> Decoded:
 
 def _decode_csv(text: str) -> Decoded:
     lines, numbers = _nonblank(text)
-    rows = list(csv.reader(lines))
+    reader = csv.reader(lines, strict=True)
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        n = numbers[min(max(reader.line_num, 1), len(numbers)) - 1]
+        raise BadRequestError(f"line {n}: malformed CSV ({e})") from None
+    if len(rows) != len(lines):  # a quoted field ran on past the end of its line
+        n = next((n for n, line in zip(numbers, lines, strict=True) if line.count('"') % 2), 1)
+        raise BadRequestError(f"line {n}: a quoted CSV field does not end on its line")
     columns = ["user_id", "top_n"]
     if rows and rows[0] and rows[0][0].strip() in _QUERY_KEYS:
         columns = [c.strip() for c in rows[0]]

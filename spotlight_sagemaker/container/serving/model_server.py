@@ -1,10 +1,14 @@
 """Run the SageMaker serving stack (sagemaker-inference + Multi Model Server) with our handler.
 
 :func:`start_model_server` is what tests, benchmarks and the ``serve`` console script share: it
-writes a private MMS config (bound to 127.0.0.1 unless told otherwise, one port for
-``/ping`` and ``/invocations`` as in SageMaker), starts MMS in its own process group with a
-private temp dir, waits for ``/ping`` and returns a :class:`ModelServer` handle whose
-``stop()`` kills that process group by its id (MMS spawns a Java frontend and Python workers).
+writes a private MMS config (inference bound to 127.0.0.1 unless told otherwise, one port for
+``/ping`` and ``/invocations`` as in SageMaker; the management API always on 127.0.0.1 and a port
+of its own, so whoever reaches the serving port cannot load, rescale or delete models), starts
+MMS in its own process group with a private temp dir, waits until every worker has loaded the
+model and returns a :class:`ModelServer` handle whose ``stop()`` kills that process group by its
+id (MMS spawns a Java frontend and Python workers). A model that cannot be served (``model_fn``
+raises: a broken artifact, a bad ``SPOTLIGHT_*`` setting) fails the start with ``model_fn``'s
+message (see :mod:`.handler_service`).
 
 The handler module is found the way the toolkit finds it: ``SAGEMAKER_PROGRAM`` (default
 ``inference.py``) imported from ``<model_dir>/code`` (first on ``PYTHONPATH``); the packaged
@@ -26,17 +30,27 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HANDLER_SERVICE = "sagemaker_inference.default_handler_service"
+#: the prefix of the stderr line a worker prints when the model cannot be served
+#: (:mod:`.handler_service`)
+STARTUP_FAILURE = "spotlight-sagemaker: the model cannot be served: "
+HANDLER_SERVICE = "spotlight_sagemaker.container.serving.handler_service:handle"
+MANAGEMENT_HOST = "127.0.0.1"
 _LOADED = "State change WORKER_STARTED -> WORKER_MODEL_LOADED"
 _BASE_CONFIG = "enable_envvars_config=true\ndecode_input_request=false\nload_models=ALL\n"
 
 
 class ModelServerError(RuntimeError):
-    """The model server did not come up (the message holds the tail of its log)."""
+    """The model server did not come up: the message says why (``model_fn``'s own message when
+    the model cannot be served); ``log_tail`` holds the end of the server log."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
 
 
 @dataclass
@@ -49,6 +63,7 @@ class ModelServer:
     workdir: Path
     log_path: Path
     _proc: subprocess.Popen = field(repr=False)
+    management_port: int = 0
 
     @property
     def url(self) -> str:
@@ -108,11 +123,13 @@ def _reap_children() -> None:
             pass
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1", exclude: tuple[int, ...] = ()) -> int:
     """A TCP port free on ``host`` right now, below 32768 (MMS rejects higher port numbers)."""
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(20000, 32768)
+        if port in exclude:
+            continue
         with socket.socket() as s:
             try:
                 s.bind((host, port))
@@ -136,11 +153,14 @@ def mms_config(
     workers: int | None = None,
     timeout_s: int = 60,
     max_request_mb: int | None = None,
+    management_port: int | None = None,
 ) -> str:
-    """The MMS properties the toolkit would write, bound to ``host:port``."""
+    """The MMS properties: inference on ``host:port``, management on 127.0.0.1 only."""
+    if management_port is None or management_port == port:
+        raise ValueError("the management API needs a port of its own")
     lines = [
         f"inference_address=http://{host}:{port}",
-        f"management_address=http://{host}:{port}",
+        f"management_address=http://{MANAGEMENT_HOST}:{management_port}",
         f"default_service_handler={HANDLER_SERVICE}",
         f"default_response_timeout={timeout_s}",
         "vmargs=-XX:-UseContainerSupport",
@@ -181,6 +201,7 @@ def start_model_server(
     if not model_dir.is_dir():
         raise ValueError(f"model_dir {str(model_dir)!r} is not a directory")
     port = free_port(host) if port is None else int(port)
+    management_port = free_port(MANAGEMENT_HOST, exclude=(port,))
     workdir = Path(tempfile.mkdtemp(prefix="spotlight-mms-"))
     child_env = _server_env(model_dir, workdir, workers, env)
     limits_mb = child_env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB")
@@ -192,6 +213,7 @@ def start_model_server(
             workers,
             int(child_env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60")),
             int(limits_mb) if limits_mb else None,
+            management_port,
         )
     )
     cmd = [
@@ -208,28 +230,47 @@ def start_model_server(
         f"model={model_dir}",
     ]
     log_path = workdir / "server.log"
-    out = None if foreground_log else open(log_path, "wb")  # noqa: SIM115 - child owns it
+    out = open(log_path, "wb")  # noqa: SIM115 - the child (or the tee thread) owns it
     try:
         proc = subprocess.Popen(
             cmd,
             cwd=workdir,
             env=child_env,
-            stdout=out,
+            stdout=subprocess.PIPE if foreground_log else out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    finally:
-        if out is not None:
-            out.close()
-    server = ModelServer(proc.pid, host, port, workdir, log_path, proc)
-    try:
-        _wait_for_ping(server, startup_timeout, 0 if foreground_log else (workers or 1))
     except BaseException:
+        out.close()
+        raise
+    if foreground_log:  # the log goes to our stdout and to the file start-up reads
+        threading.Thread(target=_tee, args=(proc.stdout, out), daemon=True).start()
+    else:
+        out.close()
+    server = ModelServer(proc.pid, host, port, workdir, log_path, proc, management_port)
+    try:
+        _wait_for_ping(server, startup_timeout, workers or 1)
+    except ModelServerError as e:
         tail = server.log_tail()
         server.stop()
-        raise ModelServerError(f"model server did not start; log tail:\n{tail}") from None
+        message = str(e)
+        if not message.startswith("the model cannot be served"):
+            message += f"; log tail:\n{tail}"
+        raise ModelServerError(message, tail) from None
+    except BaseException:
+        server.stop()
+        raise
     return server
+
+
+def _tee(source, sink) -> None:
+    with sink:
+        for line in iter(source.readline, b""):
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            sink.write(line)
+            sink.flush()
 
 
 def _server_env(
@@ -262,24 +303,41 @@ def _wait_for_ping(server: ModelServer, timeout: float, loaded_workers: int) -> 
 
     MMS answers ``/ping`` and reports its worker READY before the worker has run ``model_fn``
     (which imports torch and reads the artifact); the worker's state change to
-    ``WORKER_MODEL_LOADED`` in the log marks the real end of start-up.
+    ``WORKER_MODEL_LOADED`` in the log marks the real end of start-up, and a worker's
+    :data:`STARTUP_FAILURE` line its failure (MMS would retry it forever).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.is_running():
             raise ModelServerError(f"model server exited with code {server._proc.returncode}")
+        log = server.log_tail(1 << 22)
+        failure = _startup_failure(log)
+        if failure is not None:
+            raise ModelServerError(f"the model cannot be served: {failure}")
         if (
             _get(server, "/ping")[0] == 200
-            and b'"READY"' in _get(server, "/models/model")[1]
-            and server.log_tail(1 << 22).count(_LOADED) >= loaded_workers
+            and b'"READY"' in _get(server, "/models/model", server.management_port)[1]
+            and log.count(_LOADED) >= loaded_workers
         ):
             return
         time.sleep(0.25)
     raise ModelServerError(f"no loaded model behind {server.url}/ping after {timeout:.0f} s")
 
 
-def _get(server: ModelServer, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=2)
+def _startup_failure(log: str) -> str | None:
+    """``model_fn``'s message from a worker's start-up failure line in the MMS log, or None."""
+    at = log.find(STARTUP_FAILURE)
+    if at < 0:
+        return None
+    end = log.find("\n", at)
+    return log[at + len(STARTUP_FAILURE) : end if end >= 0 else len(log)].strip()
+
+
+def _get(server: ModelServer, path: str, port: int | None = None) -> tuple[int, bytes]:
+    host = server.host if port is None else MANAGEMENT_HOST
+    if host == "0.0.0.0":
+        host = "127.0.0.1"
+    conn = http.client.HTTPConnection(host, port or server.port, timeout=2)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
