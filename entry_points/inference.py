@@ -71,6 +71,7 @@ class ServedModel:
         self.num_items = model.num_items
         self.unknown = {False: unknown_user, True: unknown_item}
         self.vocab = codec.ItemVocab(model.item_map.ids)
+        self.min_item_len = min((len(i) for i in model.item_map.to_list()), default=1)
         self.popular = model.popular_items(model.num_items)
         indptr = model.seen[0] if model.seen is not None else np.zeros(model.num_users + 1)
         self.seen_counts = np.diff(indptr).astype(np.int64)
@@ -106,10 +107,9 @@ class ServedModel:
         m = self.model
         count = len(queries)
         k = min(int(queries.top_n.max()), self.num_items)
-        items = np.full((count, k), -1, dtype=np.int64)
-        scores = np.zeros((count, k), dtype=np.float32)
         known = np.ones(count, dtype=bool)
         fallback = np.zeros(count, dtype=bool)
+        found = {}
         for is_item in (False, True):
             rows = np.flatnonzero(queries.is_item == is_item)
             if len(rows) == 0:
@@ -119,7 +119,11 @@ class ServedModel:
             known[missing] = False
             if len(missing):
                 fallback[missing] = self._unknown(queries, missing, is_item)
-            rows, idx = rows[idx >= 0], idx[idx >= 0]
+            found[is_item] = rows[idx >= 0], idx[idx >= 0]
+        self._check_size(queries, known | fallback, k)
+        items = np.full((count, k), -1, dtype=np.int64)
+        scores = np.zeros((count, k), dtype=np.float32)
+        for is_item, (rows, idx) in found.items():
             if is_item:
                 self._similar(queries, rows, idx, items, scores)
                 continue
@@ -144,6 +148,30 @@ class ServedModel:
             raise codec.InferenceError("the model produced non-finite scores")
         self.records += count
         return codec.Results(queries, items, scores, counts, known, fallback, self.vocab)
+
+    def _check_size(self, queries: codec.Queries, answered: np.ndarray, k: int) -> None:
+        """413 before any scoring when the response must exceed SPOTLIGHT_MAX_RESPONSE_BYTES
+        (a lower bound: every CSV row holds the query id, an item id and a 6-decimal score),
+        or when the records x largest top_n table would (mixing one large top_n into many
+        small ones): memory stays bounded by the response limit, whatever the request."""
+        limits = codec.Limits.from_env()
+        n_out = np.where(answered, np.minimum(queries.top_n, self.num_items), 0)
+        id_len = np.fromiter(map(len, queries.ids), dtype=np.int64, count=len(queries))
+        least = int((n_out * (id_len + self.min_item_len + 9)).sum())
+        if least > limits.max_response_bytes:
+            raise codec.PayloadTooLargeError(
+                f"the response would be at least {least} bytes ({int(n_out.sum())} rows), over "
+                f"the limit of {limits.max_response_bytes} (SPOTLIGHT_MAX_RESPONSE_BYTES); send "
+                "fewer records per request (lower MaxPayloadInMB) or ask for a smaller top_n"
+            )
+        cells = len(queries) * k
+        if cells > 2 * limits.max_response_bytes:
+            raise codec.PayloadTooLargeError(
+                f"{len(queries)} records x top_n {k} (the largest in the request) = {cells} "
+                f"result cells, over {2 * limits.max_response_bytes} (2 x "
+                "SPOTLIGHT_MAX_RESPONSE_BYTES); send records with a large top_n in requests "
+                "of their own"
+            )
 
     @staticmethod
     def _lookup(id_map, ids: list[str], rows: np.ndarray) -> np.ndarray:

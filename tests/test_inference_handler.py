@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections import defaultdict
@@ -255,3 +256,48 @@ def test_model_fn_rejects_a_non_finite_artifact(trained_model_dir, tmp_path):
 def test_model_fn_rejects_a_folder_without_artifact(tmp_path):
     with pytest.raises(ValueError, match="spotlight-model"):
         inference.model_fn(str(tmp_path))
+
+
+# ---------------------------------------------------------------------- memory bounds
+def _peak_bytes(func) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    with contextlib.suppress(Exception):
+        func()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        # within the documented limits (200,000 records, top_n <= 1000): needed ~18 GB
+        (b"user_id,top_n\n" + b"1,1000\n" * 200_000, "SPOTLIGHT_MAX_RESPONSE_BYTES"),
+        # one large top_n among many small ones: records x the largest top_n
+        (b"user_id,top_n\n1,1000\n" + b"1,1\n" * 199_999, "requests of their own"),
+    ],
+    ids=["all-large", "one-large"],
+)
+def test_a_response_over_the_limit_is_refused_before_scoring(served, body, fragment):
+    with pytest.raises(BaseInferenceToolkitError) as info:
+        _invoke(served, body, "text/csv")
+    assert info.value.status_code == 413 and fragment in info.value.message
+    # decoding 200,000 records costs ~50 MB; scoring them at top_n 1000 would cost gigabytes
+    assert _peak_bytes(lambda: _invoke(served, body, "text/csv")) < 300 * 2**20
+
+
+def test_too_many_lines_are_refused_before_parsing(served):
+    body = b'{"user_id": "1"}\n' * 200_001
+    with pytest.raises(BaseInferenceToolkitError) as info:
+        inference.input_fn(body, "application/jsonlines")
+    assert info.value.status_code == 413 and "SPOTLIGHT_MAX_RECORDS" in info.value.message
+    # the records were never parsed into dicts (which would take ~100 MB)
+    assert _peak_bytes(lambda: inference.input_fn(body, "application/jsonlines")) < 30 * 2**20
+
+
+def test_a_response_just_within_the_limit_is_served(served):
+    body = b"user_id,top_n\n" + b"1,100\n" * 2_000  # 200,000 rows, about 3 MB of CSV
+    out, ctype = _invoke(served, body, "text/csv")
+    assert ctype == "text/csv" and out.count(b"\n") == 200_000 - 1

@@ -197,6 +197,8 @@ def decode(
     if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
         raise UnsupportedContentTypeError(f"unsupported charset {charset!r}; send UTF-8")
     text = _text(body)
+    if mtype != "application/json":  # one record per line: count before parsing any
+        _check_line_count(text, limits.max_records, header=mtype == "text/csv")
     numbers, records, unit = decoder(text)
     if not records:
         raise BadRequestError("empty payload: the request holds no records")
@@ -206,6 +208,20 @@ def decode(
             "(SPOTLIGHT_MAX_RECORDS): send smaller requests (lower MaxPayloadInMB)"
         )
     return _queries(numbers, records, unit, limits)
+
+
+def _check_line_count(text: str, max_records: int, header: bool) -> None:
+    """413 when a line-per-record body holds more non-blank lines than ``max_records`` (plus a
+    CSV header), found before any record is parsed; lines are counted only near the limit."""
+    most = max_records + header
+    if text.count("\n") < most:
+        return
+    lines = sum(1 for line in text.splitlines() if line and not line.isspace())
+    if lines > most:
+        raise PayloadTooLargeError(
+            f"{lines - header} or more records in one request; the limit is {max_records} "
+            "(SPOTLIGHT_MAX_RECORDS): send smaller requests (lower MaxPayloadInMB)"
+        )
 
 
 def _text(body: str | bytes | bytearray | memoryview) -> str:
