@@ -8,6 +8,9 @@ the model folder and metrics.json. The toolkit-level runs are in test_train_entr
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -540,3 +543,77 @@ def test_outside_a_sagemaker_job_a_rerun_trains_afresh(tmp_path, small_csv, caps
     # asked for explicitly, checkpoints work outside a job too
     assert main(argv + ["--checkpoint_dir", str(tmp_path / "ck")], env) == EXIT_OK
     assert (tmp_path / "ck" / "epoch-000002").is_dir()
+
+
+# ---------------------------------------------------------------------- bad inputs, bounds
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "user_id,item_id\n1,2\n" + "u" * 10_000 + ",3\n",
+            "line 3, column 'user_id': an id of 10000",
+        ),
+        (
+            "user_id,item_id\n1,2\n" + "9" * 5_000 + ",3\n",
+            "line 3, column 'user_id': an id of 5000",
+        ),
+        ("user_id,item_id\n1,24\x004\n1,244\n", "line 2, column 'item_id': an id holding a NUL"),
+        ('user_id,item_id\n1,2\n"3,4\n5,6\n7,8\n', "line 3: a quoted field starts on this line"),
+        ("user_id,item_id\n685.0,1.0\n302.0,2.0\n", "every user_id reads like a float ('302.0')"),
+    ],
+    ids=["long-id", "long-number", "nul", "unterminated-quote", "float-ids"],
+)
+def test_bad_ids_are_user_errors_naming_file_and_line(tmp_path, text, fragment):
+    base = opt_ml(tmp_path, {"training": {"t.csv": text}})
+    assert main(FAST, environ(base)) == EXIT_USER_ERROR
+    assert fragment in failure(base)
+    assert model_files(base) == []
+
+
+def test_a_broken_symlink_in_the_channel_is_a_user_error(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    (base / "input/data/training/more.csv").symlink_to(tmp_path / "gone.csv")
+    assert main(FAST, environ(base)) == EXIT_USER_ERROR
+    assert "more.csv: a broken symbolic link" in failure(base)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--loss", "adaptive_hinge", "--num_negative_samples", "5000"], "one training step"),
+        (
+            ["--loss", "bpr", "--batch_size", "10000000", "--embedding_dim", "4096"],
+            "one training step",
+        ),
+        (["--num_negative_samples", "1000000"], "num_negative_samples"),
+    ],
+    ids=["negatives", "batch-dim", "over-the-cap"],
+)
+def test_hyperparameters_that_would_not_fit_are_refused_before_training(
+    tmp_path, small_csv, args, fragment
+):
+    """num_negative_samples up to 1,000,000 was allowed and OOM-killed a 2,000-row job at
+    21.9 GB."""
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(["--n_iter", "1", "--random_state", "1"] + args, environ(base)) == EXIT_USER_ERROR
+    assert fragment in failure(base)
+
+
+def test_the_largest_allowed_training_step_fits_in_memory(tmp_path, ml100k_csv):
+    """The largest adaptive_hinge step allowed (batch x (negatives + 1) x d = 2**26 values) and
+    the widest tables (d=4096) on MovieLens 100k, each one epoch, in a fresh process: peak RSS
+    stays under 4 GB (measured ~0.7 GB)."""
+    code = (
+        "import json, resource, sys\n"
+        "from spotlight_sagemaker.core import ImplicitFactorizationModel, Interactions\n"
+        f"data = Interactions.from_csv({str(ml100k_csv)!r})\n"
+        "for hp in ({'loss': 'adaptive_hinge', 'batch_size': 8192, 'num_negative_samples': 31,"
+        " 'embedding_dim': 256}, {'loss': 'bpr', 'batch_size': 65536, 'embedding_dim': 512},"
+        " {'embedding_dim': 4096, 'batch_size': 8192}):\n"
+        "    ImplicitFactorizationModel(n_iter=1, random_state=0, device='cpu', **hp).fit(data)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) * 1024 < 4 * 2**30

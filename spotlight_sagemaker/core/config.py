@@ -76,7 +76,7 @@ PARAMS: dict[str, Param] = {
             "negatives per positive (adaptive_hinge); sampled "
             "softmax shares max(this, 1024) per batch",
             min=1,
-            max=1_000_000,
+            max=100_000,
         ),
         Param(
             "random_state",

@@ -48,6 +48,11 @@ class UnknownIdError(SpotlightError, KeyError):
         return str(self.args[0]) if self.args else "unknown id"
 
 
+class HyperparameterError(SpotlightError, ValueError):
+    """Hyperparameters that cannot work on this data (e.g. a step or model that would not fit
+    in memory); names the values and what to lower."""
+
+
 class DivergedError(SpotlightError, ArithmeticError):
     """Training produced a non-finite loss or parameters (names the epoch); the model is unusable
     and is never saved."""

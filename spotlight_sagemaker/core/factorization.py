@@ -26,7 +26,7 @@ from .interactions import Interactions
 from .network import BilinearNet
 from .optim import Adam, LazyAdam
 from .ranking import mask_seen, top_k
-from .trainer import Trainer, make_optimizer
+from .trainer import Trainer, check_memory, make_optimizer
 
 logger = logging.getLogger("spotlight_sagemaker")
 
@@ -164,6 +164,7 @@ class ImplicitFactorizationModel:
         if len(interactions) == 0:
             raise ValueError("cannot fit on empty interactions")
         self._resolve_auto(interactions)
+        check_memory(self.hyperparameters, interactions.num_users, interactions.num_items)
         seed = self.hyperparameters["random_state"]
         self.seed = int.from_bytes(os.urandom(7), "little") if seed is None else int(seed)
         init_gen = torch.Generator().manual_seed(self.seed)

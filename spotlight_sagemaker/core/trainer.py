@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import losses as L
+from .errors import HyperparameterError
 from .interactions import Interactions
 from .network import BilinearNet
 from .optim import Adam, LazyAdam
@@ -30,6 +31,41 @@ Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]
 _GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped full softmax
 _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
 _SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
+#: the most embedding values one training step may gather (batch x vectors per interaction x
+#: embedding_dim), 256 MB of float32: with their gradients and the products, a step's peak
+#: stays near 1 GB whatever batch_size, num_negative_samples and embedding_dim say
+STEP_MAX_VALUES = 1 << 26
+#: the most memory the tables may take with their gradients and Adam state (16 bytes a value)
+TABLES_MAX_BYTES = 12 << 30
+
+
+def check_memory(hp: dict, num_users: int, num_items: int) -> None:
+    """Refuse, before anything is allocated, hyperparameters whose tables or training steps
+    would not fit in memory (the bounds are in docs/model.md)."""
+    d, batch = hp["embedding_dim"], hp["batch_size"]
+    tables = 16 * (num_users + num_items) * (d + 1)
+    if tables > TABLES_MAX_BYTES:
+        raise HyperparameterError(
+            f"{num_users} users + {num_items} items x embedding_dim {d} need about "
+            f"{tables / 2**30:.1f} GiB for the tables, their gradients and Adam state, over "
+            f"{TABLES_MAX_BYTES >> 30} GiB; lower embedding_dim"
+        )
+    loss, k = hp["loss"], hp["num_negative_samples"]
+    if loss == "softmax":
+        if num_users * num_items <= _GROUPED_SOFTMAX_MAX_CELLS:
+            return  # the grouped full softmax bounds its own steps (_STEP_MAX_CELLS)
+        shared = min(max(k, _SAMPLED_SOFTMAX_MIN_NEGATIVES), num_items)
+        step, what = batch * (shared + 2 * d), f"batch_size x ({shared} shared negatives + 2 x d)"
+    else:
+        per = k + 1 if loss == "adaptive_hinge" else 2
+        step = batch * per * d
+        what = f"batch_size x {per} vectors x embedding_dim"
+    if step > STEP_MAX_VALUES:
+        raise HyperparameterError(
+            f"one training step would gather {step} values ({what}; batch_size {batch}, "
+            f"embedding_dim {d}, num_negative_samples {k}), over {STEP_MAX_VALUES}; "
+            "lower batch_size, embedding_dim or num_negative_samples"
+        )
 
 
 def make_optimizer(params, hyperparameters: dict) -> Adam | LazyAdam:

@@ -42,6 +42,21 @@ class TrainingData:
         return self.fit is not None and self.fit is not self.train
 
 
+def _refuse_float_ids(data: Interactions, source: Path) -> None:
+    """Ids that all read like ``685.0`` come from an integer column that pandas wrote as floats;
+    trained as they are, every request for ``685`` would be an unknown id served the popularity
+    fallback. Refused with the fix, rather than renamed behind the user's back."""
+    for column, id_map in (("user_id", data.user_map), ("item_id", data.item_map)):
+        ids = id_map.to_list()
+        if ids and all(i.endswith(".0") and i[:-2].lstrip("-").isdigit() for i in ids):
+            raise UserError(
+                f"{source}: every {column} reads like a float ({ids[0]!r}): an integer "
+                "column written as floats (pandas does this when it holds a NaN); "
+                "requests for the integer ids would not find them. Write the ids as "
+                f"integers, e.g. df['{column}'].astype('int64').to_csv(...)"
+            )
+
+
 def load_training_data(channels: dict[str, Path], options: dict[str, Any]) -> TrainingData:
     """Read the channels and build the training and validation sets.
 
@@ -57,6 +72,7 @@ def load_training_data(channels: dict[str, Path], options: dict[str, Any]) -> Tr
         )
     policy = options["duplicates"]
     full = Interactions.from_csv(channels[TRAINING_CHANNEL], duplicates=policy)
+    _refuse_float_ids(full, channels[TRAINING_CHANNEL])
     counts: dict[str, Any] = {"training_channel_rows": len(full)}
     logger.info(
         "training channel: %d interactions, %d users, %d items",
