@@ -345,7 +345,10 @@ def _uniform_user_records(
     if "user_id" not in keys or not set(keys) <= _USER_KEYS:
         return None
     ids = list(map(itemgetter("user_id"), records))
-    if set(map(type, ids)) != {str} or min(map(len, ids)) == 0 or "\x00" in "".join(ids):
+    if set(map(type, ids)) != {str} or min(map(len, ids)) == 0:
+        return None
+    joined = "".join(ids)
+    if "\x00" in joined or not (joined.isascii() or _utf8_encodable(joined)):
         return None
     count = len(records)
     if "top_n" in keys:
@@ -399,7 +402,7 @@ def _each_record(numbers: list[int], records: list[object], unit: str, limits: L
             if raw is None:
                 raise BadRequestError(f'{where(r)}: missing "user_id" (or "item_id")')
             items.append(r)
-        if type(raw) is not str or not raw or "\x00" in raw:
+        if type(raw) is not str or not raw or "\x00" in raw or not raw.isascii():
             raw = _query_id(raw, where(r), "item_id" if "item_id" in rec else "user_id")
         ids.append(raw)
         n = rec.get("top_n", default)
@@ -434,11 +437,23 @@ def _check_keys(rec: dict, where: str) -> None:
         raise BadRequestError(f'{where}: "exclude_seen" applies to user_id records only')
 
 
+def _utf8_encodable(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's ``"\\ud800"``), which no response
+    could carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _query_id(raw: object, where: str, key: str) -> str:
     if type(raw) is str:
-        if raw and "\x00" not in raw:
+        if raw and "\x00" not in raw and (raw.isascii() or _utf8_encodable(raw)):
             return raw
-        raise BadRequestError(f"{where}: {key} must be a non-empty string without NUL")
+        raise BadRequestError(
+            f"{where}: {key} must be a non-empty string without NUL or unpaired surrogates"
+        )
     if type(raw) is int:
         return str(raw)
     raise BadRequestError(
