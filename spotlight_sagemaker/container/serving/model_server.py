@@ -64,6 +64,7 @@ class ModelServer:
     log_path: Path
     _proc: subprocess.Popen = field(repr=False)
     management_port: int = 0
+    _tee: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -97,6 +98,8 @@ class ModelServer:
             if not _group_alive(self.pid):
                 break
         self._proc.poll()
+        if self._tee is not None:  # the log pipe ends with the server: let the copy finish
+            self._tee.join(timeout=5)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ModelServer:
@@ -244,11 +247,13 @@ def start_model_server(
     except BaseException:
         out.close()
         raise
+    tee = None
     if foreground_log:  # the log goes to our stdout and to the file start-up reads
-        threading.Thread(target=_tee, args=(proc.stdout, out), daemon=True).start()
+        tee = threading.Thread(target=_tee, args=(proc.stdout, out), daemon=True)
+        tee.start()
     else:
         out.close()
-    server = ModelServer(proc.pid, host, port, workdir, log_path, proc, management_port)
+    server = ModelServer(proc.pid, host, port, workdir, log_path, proc, management_port, tee)
     try:
         _wait_for_ping(server, startup_timeout, workers or 1)
     except ModelServerError as e:
@@ -375,6 +380,14 @@ def main(argv: list[str] | None = None) -> int:
         default=float(os.environ.get("SAGEMAKER_STARTUP_TIMEOUT", "600")),
     )
     args = parser.parse_args(argv)
+
+    def _stop(signum: int, frame: object) -> None:
+        # `docker stop` (SIGTERM) may come during start-up too: start_model_server then stops
+        # what it started before the exit propagates
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         server = start_model_server(
             args.model_dir,
@@ -387,20 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelServerError, ValueError) as e:
         print(f"spotlight-sagemaker-serve: {e}", file=sys.stderr)
         return 1
-    print(
-        f"spotlight-sagemaker-serve: serving {args.model_dir} on {server.url} (pid {server.pid})",
-        flush=True,
-    )
-
-    def _stop(signum: int, frame: object) -> None:
+    try:
+        print(
+            f"spotlight-sagemaker-serve: serving {args.model_dir} on {server.url} "
+            f"(pid {server.pid})",
+            flush=True,
+        )
+        return server._proc.wait()
+    finally:
         server.stop()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    code = server._proc.wait()
-    server.stop()
-    return code
 
 
 if __name__ == "__main__":
