@@ -1,7 +1,7 @@
 """SageMaker training entry point: ``python train.py --name value ...`` in /opt/ml/code.
 
-Reads the training container's environment and hyperparameters, trains the core model with a
-checkpoint per epoch, and writes the artifact to SM_MODEL_DIR and metrics.json to
+Reads the training container's environment and hyperparameters, trains the core model with
+checkpoints (inside a SageMaker job), and writes the artifact to SM_MODEL_DIR and metrics.json to
 SM_OUTPUT_DATA_DIR. All the logic lives in :mod:`spotlight_sagemaker.container.training.job`
 (docs/training.md).
 """

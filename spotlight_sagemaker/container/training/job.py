@@ -2,8 +2,8 @@
 
 ``main()`` reads the training container's environment (:class:`TrainingEnv`) and the
 hyperparameters the toolkit passes as ``--name value``
-(:mod:`spotlight_sagemaker.contract.hyperparameters`), trains the core model with a checkpoint
-per epoch, prints one metric line per epoch and the validation metrics
+(:mod:`spotlight_sagemaker.contract.hyperparameters`), trains the core model with checkpoints
+(``checkpoint_interval``), prints one metric line per epoch and the validation metrics
 (:mod:`spotlight_sagemaker.contract.metric_lines`), then writes ``metrics.json`` into the output
 data folder and the artifact into the model folder, last. A user error ends with one sentence in
 ``<output>/failure`` and exit code 1, an internal error with exit code 2; the model folder is
