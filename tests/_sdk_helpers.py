@@ -42,9 +42,25 @@ def training_channel(s3_uri: str) -> list[dict]:
     ]
 
 
+class _TimeWithoutSleep:
+    """The ``time`` module, except that ``sleep`` returns at once."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        return None
+
+
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK polls with sleeps; moto answers at once."""
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    """The SDK polls with sleeps; moto answers at once. Only the SDK's modules lose ``sleep``:
+    patching ``time.sleep`` itself also made the model server's readiness wait spin a core."""
+    import sagemaker.session
+    import sagemaker.utils
+
+    for module in (sagemaker.session, sagemaker.utils):
+        monkeypatch.setattr(module, "time", _TimeWithoutSleep())
 
 
 _LOADER: list[Any] = []
