@@ -116,7 +116,9 @@ def test_whole_flow_upload_fit_attach_transform_deploy(sm, ml100k_csv, trained_m
     put_model(sm, est.model_data, trained_model_dir)
     attached = SpotlightEstimator.attach(job, sagemaker_session=sm)
     got, want = estimator_options(attached), estimator_options(est)
-    assert got.pop("metrics") != want.pop("metrics")  # moto stores its own definitions
+    # the metric definitions AWS receives are asserted on the request above; what moto's
+    # DescribeTrainingJob returns for them is moto's choice (it replaces them), not a contract
+    got.pop("metrics"), want.pop("metrics")
     assert got == want
     assert attached.model_data == est.model_data
 
