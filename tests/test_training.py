@@ -617,3 +617,11 @@ def test_the_largest_allowed_training_step_fits_in_memory(tmp_path, ml100k_csv):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.split()[-1]) * 1024 < 4 * 2**30
+
+
+def test_the_job_prints_its_epoch_line_not_the_cores(tmp_path, small_csv, capsys):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    assert main(FAST + ["--validation_fraction", "0"], environ(base)) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "epoch=2 " in out  # the metric line metric_definitions read
+    assert "interactions/s" not in out  # the core's own line, on its own logger, left out

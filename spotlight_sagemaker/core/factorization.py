@@ -29,6 +29,10 @@ from .ranking import mask_seen, top_k
 from .trainer import Trainer, check_memory, make_optimizer
 
 logger = logging.getLogger("spotlight_sagemaker")
+#: the logger of the one line per epoch (an adapter that prints its own per-epoch line, like
+#: train.py, leaves this logger out of its handler)
+EPOCH_LOGGER = "spotlight_sagemaker.epochs"
+epoch_logger = logging.getLogger(EPOCH_LOGGER)
 
 UNKNOWN_POLICIES = ("popular", "skip", "error")
 _SCORE_BLOCK_CELLS = 1 << 23  # users x items scored at once in recommend()
@@ -240,7 +244,7 @@ class ImplicitFactorizationModel:
             self.epochs_trained += 1
             stats = EpochStats(self.epochs_trained, loss, secs, n / max(secs, 1e-9))
             self.history.append(stats)
-            logger.info(
+            epoch_logger.info(
                 "epoch %d loss %.6f time %.3fs throughput %.0f interactions/s",
                 stats.epoch,
                 stats.loss,

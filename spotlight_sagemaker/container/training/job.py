@@ -31,6 +31,7 @@ from ...contract.hyperparameters import UserError, parse_hyperparameters
 from ...contract.metric_lines import format_epoch_line, format_validation_line
 from ...core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
 from ...core.evaluation import NdcgAtK
+from ...core.factorization import EPOCH_LOGGER
 from .checkpoints import (
     CheckpointMismatchError,
     discard_checkpoints,
@@ -549,17 +550,11 @@ def _restore_params(model: ImplicitFactorizationModel, params, epochs: int) -> N
 
 
 # ---------------------------------------------------------------------- plumbing
-class _DropCoreEpochLog(logging.Filter):
-    """The core logs each epoch too; train.py prints its own metric line instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "spotlight_sagemaker" and str(record.msg).startswith("epoch"))
-
-
 def _configure_logging() -> logging.Handler:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_DropCoreEpochLog())
+    # the core logs each epoch on its own logger; train.py prints its metric line instead
+    handler.addFilter(lambda record: record.name != EPOCH_LOGGER)
     root = logging.getLogger("spotlight_sagemaker")
     root.addHandler(handler)
     root.setLevel(logging.INFO)
