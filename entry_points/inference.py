@@ -78,7 +78,6 @@ class ServedModel:
         for name in ("user_embeddings", "item_embeddings", "user_biases", "item_biases"):
             if not torch.isfinite(getattr(model._net, name)).all():
                 raise ValueError(f"the model artifact holds non-finite {name}; retrain it")
-        self.records = 0
         self.unknown_seen = {False: 0, True: 0}
 
     @classmethod
@@ -146,7 +145,6 @@ class ServedModel:
         counts = np.minimum((items >= 0).sum(axis=1), queries.top_n)
         if not np.isfinite(scores[np.arange(k)[None, :] < counts[:, None]]).all():
             raise codec.InferenceError("the model produced non-finite scores")
-        self.records += count
         return codec.Results(queries, items, scores, counts, known, fallback, self.vocab)
 
     def _check_size(self, queries: codec.Queries, answered: np.ndarray, k: int) -> None:

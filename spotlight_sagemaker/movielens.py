@@ -25,9 +25,8 @@ from pathlib import Path
 from .core.errors import DataError
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
-#: SHA-256 and size of GroupLens' ml-100k.zip (as recorded by tensorflow/datasets' url_checksums).
+#: SHA-256 of GroupLens' ml-100k.zip (as recorded by tensorflow/datasets' url_checksums).
 ML100K_SHA256 = "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
-ML100K_SIZE = 4_924_029
 RATINGS_FILE = "u.data"
 ITEMS_FILE = "u.item"
 CACHE_ENV = "SPOTLIGHT_CACHE_DIR"
