@@ -26,7 +26,7 @@ import torch
 from sagemaker_inference.errors import BaseInferenceToolkitError
 
 from spotlight_sagemaker.container.serving import codec
-from spotlight_sagemaker.core import ImplicitFactorizationModel
+from spotlight_sagemaker.core import DivergedError, ImplicitFactorizationModel
 
 logger = logging.getLogger("spotlight_sagemaker.inference")
 
@@ -73,11 +73,7 @@ class ServedModel:
         self.vocab = codec.ItemVocab(model.item_map.ids)
         self.min_item_len = min((len(i) for i in model.item_map.to_list()), default=1)
         self.popular = model.popular_items(model.num_items)
-        indptr = model.seen[0] if model.seen is not None else np.zeros(model.num_users + 1)
-        self.seen_counts = np.diff(indptr).astype(np.int64)
-        for name in ("user_embeddings", "item_embeddings", "user_biases", "item_biases"):
-            if not torch.isfinite(getattr(model._net, name)).all():
-                raise ValueError(f"the model artifact holds non-finite {name}; retrain it")
+        # (loading refuses non-finite parameters; predict_fn refuses non-finite scores)
         self.unknown_seen = {False: 0, True: 0}
 
     @classmethod
@@ -123,21 +119,19 @@ class ServedModel:
         items = np.full((count, k), -1, dtype=np.int64)
         scores = np.zeros((count, k), dtype=np.float32)
         for is_item, (rows, idx) in found.items():
-            if is_item:
-                self._similar(queries, rows, idx, items, scores)
+            if len(rows) == 0:
                 continue
-            for exclude in (True, False):
-                sel = queries.exclude_seen[rows] == exclude
-                if sel.any():
-                    uniq, inverse = np.unique(idx[sel], return_inverse=True)
-                    n = min(int(queries.top_n[rows[sel]].max()), self.num_items)
-                    top_i, top_s = m.recommend_indices(uniq, n, exclude)
-                    available = self.num_items - (self.seen_counts[uniq] if exclude else 0)
-                    if ((top_i >= 0).sum(axis=1) < np.minimum(n, available)).any():
-                        # the core drops non-finite scores: never answer short in silence
-                        raise codec.InferenceError("the model produced non-finite scores")
-                    items[rows[sel], :n] = top_i[inverse]
-                    scores[rows[sel], :n] = top_s[inverse]
+            if is_item:
+                top_i, top_s = m.similar_indices(idx, int(queries.top_n[rows].max()))
+            else:
+                try:
+                    top_i, top_s, _ = m.recommend_batch(
+                        idx, queries.top_n[rows], queries.exclude_seen[rows]
+                    )
+                except DivergedError as e:  # never answer short in silence
+                    raise codec.InferenceError(str(e)) from None
+            items[rows, : top_i.shape[1]] = top_i
+            scores[rows, : top_i.shape[1]] = top_s
         if fallback.any():
             pop_i, pop_s = self.popular[0][:k], self.popular[1][:k]
             items[fallback, : len(pop_i)] = pop_i
@@ -198,28 +192,6 @@ class ServedModel:
             self.unknown_seen[is_item],
         )
         return policy == "fallback"
-
-    def _similar(
-        self,
-        queries: codec.Queries,
-        rows: np.ndarray,
-        idx: np.ndarray,
-        items: np.ndarray,
-        scores: np.ndarray,
-    ) -> None:
-        if len(rows) == 0:
-            return
-        m = self.model
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        n = min(int(queries.top_n[rows].max()), m.num_items - 1)
-        recs = m.similar_items(m.item_map.ids[uniq].tolist(), n=n, unknown="error")
-        top_i = np.full((len(uniq), max(n, 0)), -1, dtype=np.int64)
-        top_s = np.zeros((len(uniq), max(n, 0)), dtype=np.float32)
-        for g, rec in enumerate(recs):
-            top_i[g, : len(rec.item_ids)] = m.item_map.lookup(rec.item_ids)
-            top_s[g, : len(rec.scores)] = rec.scores
-        items[rows, : top_i.shape[1]] = top_i[inverse]
-        scores[rows, : top_i.shape[1]] = top_s[inverse]
 
 
 #: model_fn's failure per model folder: a toolkit that retries model_fn on every request (the

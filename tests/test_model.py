@@ -12,6 +12,7 @@ import torch
 
 from spotlight_sagemaker.core import (
     SPOTLIGHT_DEFAULTS,
+    DivergedError,
     ImplicitFactorizationModel,
     Interactions,
     NotFittedError,
@@ -326,3 +327,42 @@ def test_per_interaction_l2_is_part_of_the_loss_not_adams_weight_decay(data, los
     decayed = ImplicitFactorizationModel(l2=0.5, l2_rule="weight_decay", **common).fit(data)
     assert all(g["weight_decay"] == 0.5 for g in decayed._opt.param_groups)
     assert decayed.history[0].loss == pytest.approx(plain.history[0].loss, rel=1e-6)
+
+
+# ---------------------------------------------------------------------- the batched engine
+def test_recommend_batch_is_recommend_indices_per_record(fresh):
+    """One call for records with their own n and exclude_seen (users repeated) equals scoring
+    each record alone; counts say how many items each record gets."""
+    users = np.array([3, 0, 3, 7, 0, 3])
+    n = np.array([5, 2, 1, 4, 2, 7])
+    exclude = np.array([True, True, False, True, False, True])
+    items, scores, counts = fresh.recommend_batch(users, n, exclude)
+    assert items.shape == (6, 7) and counts.tolist() == n.tolist()
+    for r in range(6):
+        want_i, want_s = fresh.recommend_indices(users[r : r + 1], int(n[r]), bool(exclude[r]))
+        assert items[r, : n[r]].tolist() == want_i[0].tolist()
+        np.testing.assert_allclose(scores[r, : n[r]], want_s[0], rtol=1e-6)
+    # the public recommend() gives the same items for a record
+    rec = fresh.recommend(fresh.user_map.ids[3], 5)
+    assert rec.item_ids == fresh.item_map.ids[items[0, :5]].tolist()
+
+
+def test_recommend_batch_refuses_to_answer_short_on_non_finite_scores(fresh, tmp_path):
+    broken = ImplicitFactorizationModel.load(_save(fresh, tmp_path), device="cpu")
+    broken._net.item_biases.data[: broken.num_items // 2] = float("nan")
+    with pytest.raises(DivergedError, match="non-finite scores"):
+        broken.recommend_batch(np.array([0, 1]), 10)
+
+
+def test_similar_indices_match_similar_items(fresh):
+    idx = np.array([5, 9, 5])
+    top_i, top_s = fresh.similar_indices(idx, 4)
+    recs = fresh.similar_items(fresh.item_map.ids[idx].tolist(), 4)
+    for row, rec in zip(top_i, recs, strict=True):
+        assert fresh.item_map.ids[row].tolist() == rec.item_ids
+    assert 5 not in top_i[0] and (top_i[0] == top_i[2]).all()
+
+
+def _save(model, folder):
+    model.save(folder)
+    return folder

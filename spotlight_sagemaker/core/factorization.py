@@ -323,6 +323,68 @@ class ImplicitFactorizationModel:
             out_i[lo : lo + len(users)], out_s[lo : lo + len(users)] = top_k(scores, k)
         return out_i, out_s
 
+    @torch.no_grad()
+    def recommend_batch(
+        self, user_idx: np.ndarray, n: int | np.ndarray, exclude_seen: bool | np.ndarray = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top items for a batch of records of known user indices, each record with its own
+        ``n`` and ``exclude_seen`` (arrays, or one value for all). Each distinct user is scored
+        once per ``exclude_seen`` group, at that group's largest ``n``.
+
+        Returns:
+            ``(items, scores, counts)``: ``(records, max n)`` arrays, rows padded with -1, and
+            how many items each record gets (``n``, or fewer when the user has seen nearly
+            every item).
+
+        Raises:
+            DivergedError: a score is not finite (a row would otherwise come back short).
+        """
+        self._require()
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        n = np.broadcast_to(np.asarray(n, dtype=np.int64), user_idx.shape)
+        exclude = np.broadcast_to(np.asarray(exclude_seen, dtype=bool), user_idx.shape)
+        k = min(int(n.max()), self.num_items) if len(n) else 0
+        items = np.full((len(user_idx), k), -1, dtype=np.int64)
+        scores = np.zeros((len(user_idx), k), dtype=np.float32)
+        seen_counts = (
+            np.diff(self.seen[0]) if self.seen is not None else np.zeros(self.num_users, np.int64)
+        )
+        for flag in (True, False):
+            rows = np.flatnonzero(exclude == flag)
+            if len(rows) == 0:
+                continue
+            uniq, inverse = np.unique(user_idx[rows], return_inverse=True)
+            m = min(int(n[rows].max()), self.num_items)
+            top_i, top_s = self.recommend_indices(uniq, m, flag)
+            available = self.num_items - (seen_counts[uniq] if flag else 0)
+            if ((top_i >= 0).sum(axis=1) < np.minimum(m, available)).any():
+                raise DivergedError("the model produced non-finite scores")
+            items[rows, :m] = top_i[inverse]
+            scores[rows, :m] = top_s[inverse]
+        counts = np.minimum((items >= 0).sum(axis=1), n)
+        return items, scores, counts
+
+    @torch.no_grad()
+    def similar_indices(self, item_idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items closest to each known item index by cosine similarity of the item
+        embeddings (the item itself excluded); each distinct item computed once, rows padded
+        with -1."""
+        net = self._require()
+        item_idx = np.asarray(item_idx, dtype=np.int64)
+        k = min(max(int(n), 0), self.num_items - 1)
+        uniq, inverse = np.unique(item_idx, return_inverse=True)
+        out_i = np.full((len(uniq), max(k, 0)), -1, dtype=np.int64)
+        out_s = np.full((len(uniq), max(k, 0)), -np.inf, dtype=np.float32)
+        if k > 0 and len(uniq):
+            emb = torch.nn.functional.normalize(net.item_embeddings, dim=1)
+            block = max(1, _SCORE_BLOCK_CELLS // self.num_items)
+            for lo in range(0, len(uniq), block):
+                q = torch.from_numpy(uniq[lo : lo + block]).to(self.device)
+                sims = emb[q] @ emb.T
+                sims[torch.arange(len(q), device=self.device), q] = float("-inf")
+                out_i[lo : lo + len(q)], out_s[lo : lo + len(q)] = top_k(sims, k)
+        return out_i[inverse], out_s[inverse]
+
     def recommend(
         self,
         user_ids: str | int | Sequence[str | int],
@@ -409,13 +471,9 @@ class ImplicitFactorizationModel:
 
         ``unknown`` is ``"skip"`` (default), ``"popular"`` or ``"error"``, as in ``recommend``.
         """
-        net = self._require()
+        self._require()
         single, raws, idx, known = self._lookup(item_ids, self.item_map, unknown, "item_id")
-        emb = torch.nn.functional.normalize(net.item_embeddings, dim=1)
-        q = torch.from_numpy(idx[known]).to(self.device)
-        scores = emb[q] @ emb.T
-        scores[torch.arange(len(q), device=self.device), q] = float("-inf")
-        top_i, top_s = top_k(scores, min(int(n), self.num_items))
+        top_i, top_s = self.similar_indices(idx[known], n)
         return self._assemble(single, raws, known, top_i, top_s, unknown, n)
 
     # ------------------------------------------------------------------ persistence
