@@ -194,21 +194,9 @@ class ServedModel:
         return policy == "fallback"
 
 
-#: model_fn's failure per model folder: a toolkit that retries model_fn on every request (the
-#: stock handler service under Multi Model Server) gets the same error without re-reading
-_FAILED: dict[tuple, Exception] = {}
-
-
 def model_fn(model_dir: str) -> ServedModel:
     """Load the artifact at the root of ``model_dir`` (GPU when present, else CPU)."""
-    key = (model_dir, *sorted((k, v) for k, v in os.environ.items() if k.startswith("SPOTLIGHT_")))
-    if key in _FAILED:
-        raise _FAILED[key]
-    try:
-        served = ServedModel.from_env(model_dir)
-    except Exception as e:
-        _FAILED[key] = e
-        raise
+    served = ServedModel.from_env(model_dir)
     m = served.model
     logger.info(
         "serving %d users x %d items on %s; unknown users: %s, unknown items: %s",

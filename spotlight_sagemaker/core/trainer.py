@@ -39,6 +39,16 @@ STEP_MAX_VALUES = 1 << 26
 TABLES_MAX_BYTES = 12 << 30
 
 
+def grouped_softmax(hp: dict, num_users: int, num_items: int) -> bool:
+    """Whether the softmax loss runs as the full softmax grouped by user (else sampled)."""
+    return hp["loss"] == "softmax" and num_users * num_items <= _GROUPED_SOFTMAX_MAX_CELLS
+
+
+def shared_negatives(hp: dict, num_items: int) -> int:
+    """How many uniform negatives the sampled softmax shares per batch."""
+    return min(max(hp["num_negative_samples"], _SAMPLED_SOFTMAX_MIN_NEGATIVES), num_items)
+
+
 def check_memory(hp: dict, num_users: int, num_items: int) -> None:
     """Refuse, before anything is allocated, hyperparameters whose tables or training steps
     would not fit in memory (the bounds are in docs/model.md)."""
@@ -52,9 +62,9 @@ def check_memory(hp: dict, num_users: int, num_items: int) -> None:
         )
     loss, k = hp["loss"], hp["num_negative_samples"]
     if loss == "softmax":
-        if num_users * num_items <= _GROUPED_SOFTMAX_MAX_CELLS:
+        if grouped_softmax(hp, num_users, num_items):
             return  # the grouped full softmax bounds its own steps (_STEP_MAX_CELLS)
-        shared = min(max(k, _SAMPLED_SOFTMAX_MIN_NEGATIVES), num_items)
+        shared = shared_negatives(hp, num_items)
         step, what = batch * (shared + 2 * d), f"batch_size x ({shared} shared negatives + 2 x d)"
     else:
         per = k + 1 if loss == "adaptive_hinge" else 2
@@ -112,10 +122,7 @@ class Trainer:
             data.user_ids,
             data.item_ids,
         )
-        self.grouped = (
-            hyperparameters["loss"] == "softmax"
-            and data.num_users * data.num_items <= _GROUPED_SOFTMAX_MAX_CELLS
-        )
+        self.grouped = grouped_softmax(hyperparameters, data.num_users, data.num_items)
         if self.grouped:
             self._prepare_grouped(data)
 
@@ -196,10 +203,7 @@ class Trainer:
                 return L.adaptive_hinge(s[0], s[1:])
 
             return adaptive
-        shared = min(
-            max(self.hp["num_negative_samples"], _SAMPLED_SOFTMAX_MIN_NEGATIVES),
-            net.item_biases.shape[0],
-        )
+        shared = shared_negatives(self.hp, net.item_biases.shape[0])
 
         def sampled_softmax(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             cand = sampler.shared(shared)

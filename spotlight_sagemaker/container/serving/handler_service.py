@@ -74,7 +74,7 @@ def _undecodable(data: list[dict], context: Any) -> str | None:
             continue
         props = context.request_processor[i].get_request_properties()
         content_type = utils.retrieve_content_type_header(props)
-        if content_type in content_types.UTF8_TYPES:
+        if content_type in content_types.UTF8_TYPES and not body.isascii():
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError as e:

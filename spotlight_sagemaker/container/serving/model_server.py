@@ -340,8 +340,6 @@ def _startup_failure(log: str) -> str | None:
 
 def _get(server: ModelServer, path: str, port: int | None = None) -> tuple[int, bytes]:
     host = server.host if port is None else MANAGEMENT_HOST
-    if host == "0.0.0.0":
-        host = "127.0.0.1"
     conn = http.client.HTTPConnection(host, port or server.port, timeout=2)
     try:
         conn.request("GET", path)
