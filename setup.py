@@ -18,6 +18,19 @@ INSTALL_REQUIRES = ["numpy>=1.24", "torch>=2.6"]
 SDK = ["sagemaker>=2.242,<3", "boto3>=1.34"]
 TRAINING = ["sagemaker-training>=4.7"]
 SERVING = ["sagemaker-inference>=1.10", "multi-model-server>=1.1.11", "setuptools<81"]
+# The toolkits of the AWS PyTorch 2.6.0 images, at the versions those images install, so the tests
+# run the real stack: the training image's launcher (sagemaker_pytorch_container.training:main;
+# 3.0.0 is the release for sagemaker-training 5, which TRAINING installs) and the inference
+# image's TorchServe 0.12.0 with sagemaker-pytorch-inference 2.0.25 (its torchserve module
+# imports pkg_resources and reads YAML, hence PyYAML and setuptools).
+DLC = [
+    "sagemaker-pytorch-training==3.0.0",
+    "sagemaker-pytorch-inference==2.0.25",
+    "torchserve==0.12.0",
+    "torch-model-archiver==0.12.0",
+    "PyYAML>=6",
+    "setuptools<81",
+]
 BENCH = ["implicit>=0.7", "scipy>=1.10"]  # the baselines of bench/bench_contract.py
 EXAMPLES = ["pandas>=2.0", "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"]
 TEST = [
@@ -28,6 +41,7 @@ TEST = [
     *SDK,
     *TRAINING,
     *SERVING,
+    *DLC,
     *EXAMPLES,
 ]
 
@@ -51,6 +65,7 @@ setup(
         "sdk": SDK,
         "training": TRAINING,
         "serving": SERVING,
+        "dlc": DLC,
         "examples": EXAMPLES,
         "bench": BENCH,
         "test": TEST,

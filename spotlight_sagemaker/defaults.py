@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contract.hyperparameters import AUTO, AUTO_PARAMS, OPTIONS
+from .contract.hyperparameters import AUTO, AUTO_PARAMS, ONE_PROCESS, OPTIONS, is_launcher_setting
 from .core.config import PARAMS, coerce
 
 #: The AWS PyTorch Deep Learning Containers both sides run on (newest inference image: 2.6.0).
@@ -53,6 +53,11 @@ MODEL_SERVER_TIMEOUT = 600
 #: (its config sets enable_envvars_config) and the codec reads SPOTLIGHT_MAX_RESPONSE_BYTES.
 #: Not raised for custom images: Multi Model Server ignores TS_* and would kill the worker.
 RAISED_RESPONSE_BYTES = 32 * MIB
+#: The serving codec's default SPOTLIGHT_MAX_RECORDS, and the shortest request line it can get
+#: (``{"user_id":"1"}`` and its newline): a transform job's records limit is raised so that a
+#: full MaxPayloadInMB request of such lines is never refused for its line count.
+DEFAULT_MAX_RECORDS = 200_000
+SHORTEST_REQUEST_LINE_BYTES = 16
 
 
 def max_payload_mb(
@@ -98,21 +103,48 @@ MAX_TRANSFORM_ENV = 16
 MODEL_ENV: dict[str, str] = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
 
 
-def transform_env(env: dict[str, str] | None = None, aws_image: bool = True) -> dict[str, str]:
+def workers_env(model_server_workers: Any, aws_image: bool) -> dict[str, str]:
+    """TorchServe's own setting for ``model_server_workers`` on the AWS image, whose
+    entrypoint overwrites ``SAGEMAKER_MODEL_SERVER_WORKERS`` (the SDK's) with the CPU count;
+    TorchServe's ``TS_*`` variables override its config. Nothing when not given."""
+    if not aws_image or model_server_workers in (None, ""):
+        return {}
+    return {"TS_DEFAULT_WORKERS_PER_MODEL": str(model_server_workers)}
+
+
+def transform_env(
+    env: dict[str, str] | None = None, aws_image: bool = True, max_payload: int = 1
+) -> dict[str, str]:
     """Environment of a transform job: these defaults updated with ``env`` (the caller wins).
+
+    - ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` = 600 s (Multi Model Server) and, on the AWS image,
+      ``TS_DEFAULT_RESPONSE_TIMEOUT`` = 600 s: sagemaker-pytorch-inference 2.0.25 loses the
+      former (its TorchServe config has no final newline), TorchServe reads ``TS_*``.
+    - On the AWS image, ``TS_MAX_REQUEST_SIZE`` = ``max_payload`` MiB (2.0.25 does not pass
+      the job's ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` on; TorchServe refuses larger requests with an
+      empty 413) and the response caps of TorchServe and the codec raised to
+      :data:`RAISED_RESPONSE_BYTES`.
+    - ``SPOTLIGHT_MAX_RECORDS`` = as many of the shortest request lines as ``max_payload``
+      holds, when that is above the codec's default.
 
     Args:
         env: the caller's variables.
-        aws_image: the model runs on the AWS PyTorch image (TorchServe), whose response cap
-            can be raised; custom images keep theirs.
+        aws_image: the model runs on the AWS PyTorch image (TorchServe), whose limits can be
+            raised; custom images keep theirs.
+        max_payload: the job's MaxPayloadInMB.
 
     Raises:
         ValueError: more than :data:`MAX_TRANSFORM_ENV` entries.
     """
     out = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(MODEL_SERVER_TIMEOUT)}
     if aws_image:
+        out["TS_DEFAULT_RESPONSE_TIMEOUT"] = str(MODEL_SERVER_TIMEOUT)
+        out["TS_MAX_REQUEST_SIZE"] = str(max(RESPONSE_CAP_BYTES, max_payload * MIB))
         out["TS_MAX_RESPONSE_SIZE"] = str(RAISED_RESPONSE_BYTES)
         out["SPOTLIGHT_MAX_RESPONSE_BYTES"] = str(RAISED_RESPONSE_BYTES)
+    records = max_payload * MIB // SHORTEST_REQUEST_LINE_BYTES
+    if records > DEFAULT_MAX_RECORDS:
+        out["SPOTLIGHT_MAX_RECORDS"] = str(records)
     out.update(env or {})
     if len(out) > MAX_TRANSFORM_ENV:
         raise ValueError(
@@ -120,6 +152,15 @@ def transform_env(env: dict[str, str] | None = None, aws_image: bool = True) -> 
             f"this one would have {len(out)} ({', '.join(sorted(out))})"
         )
     return out
+
+
+def transform_settings(
+    max_payload: int | None, env: dict[str, str] | None, aws_image: bool = True
+) -> dict[str, Any]:
+    """``max_payload`` and ``env`` of a transformer: :func:`max_payload_mb` when not given,
+    and :func:`transform_env` for that payload."""
+    payload = max_payload_mb() if max_payload is None else max_payload
+    return {"max_payload": payload, "env": transform_env(env, aws_image, payload)}
 
 
 # --- Hyperparameters -------------------------------------------------------------------------
@@ -150,7 +191,9 @@ def check_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """Check names, types and ranges of hyperparameters before anything reaches AWS.
 
     Keys starting with ``_`` or ``sagemaker_`` (set by the SDK or the tuner) pass unchecked,
-    and so do pipeline variables (resolved only when the pipeline runs).
+    and so do pipeline variables (resolved only when the pipeline runs), except the settings
+    that launch several training processes (``sagemaker_torch_distributed_enabled`` and the
+    other ``sagemaker_*_enabled`` flags): train.py trains in one process.
 
     Args:
         hyperparameters: name -> value (strings accepted, as SageMaker sends them).
@@ -159,14 +202,20 @@ def check_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
         The same names with converted values (``"5"`` -> ``5``, ``"BPR"`` -> ``"bpr"``).
 
     Raises:
-        ValueError: an unknown name (the message lists the known ones), or a bad value (the
-            message names the hyperparameter and its allowed values).
+        ValueError: an unknown name (the message lists the known ones), a bad value (the
+            message names the hyperparameter and its allowed values), or a multi-process
+            launch setting.
         TypeError: a name that is not a string.
     """
     out: dict[str, Any] = {}
     for name, value in hyperparameters.items():
         if not isinstance(name, str):
             raise TypeError(f"hyperparameter names must be strings, got {name!r}")
+        if is_launcher_setting(name):
+            raise ValueError(
+                f"hyperparameter {name!r} asks the training image to start several processes; "
+                f"{ONE_PROCESS}: remove it"
+            )
         if name.startswith(("_", "sagemaker_")) or _is_pipeline_variable(value):
             out[name] = value
         elif name in AUTO_PARAMS and isinstance(value, str) and value.strip().lower() == AUTO:

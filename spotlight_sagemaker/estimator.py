@@ -25,6 +25,7 @@ from sagemaker.model import (
 from sagemaker.vpc_utils import VPC_CONFIG_DEFAULT
 
 from . import defaults, staging
+from .contract.hyperparameters import ONE_PROCESS
 from .contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from .model import SpotlightModel
 from .session import resolve_role, resolve_session
@@ -119,6 +120,8 @@ class SpotlightEstimator(Framework):
                     raise ValueError(f"hyperparameter {name!r} given twice (argument and dict)")
                 hps[name] = kwargs.pop(name)
         hps = defaults.check_hyperparameters(hps)
+        if kwargs.get("distribution"):
+            raise ValueError(f"distribution={kwargs['distribution']!r}: {ONE_PROCESS}")
         unknown = sorted(set(kwargs) - _sdk_arguments())
         if unknown:
             raise TypeError(
@@ -262,15 +265,13 @@ class SpotlightEstimator(Framework):
         ``instance_type`` defaults to the estimator's in local mode.
         """
         instance_type = _transform_instance_type(instance_type, self.instance_type)
-        merged_env = defaults.transform_env(env)
         transformer = super().transformer(
             instance_count,
             instance_type,
             strategy=strategy,
             assemble_with=assemble_with,
             accept=accept,
-            max_payload=defaults.max_payload_mb() if max_payload is None else max_payload,
-            env=merged_env,
+            **defaults.transform_settings(max_payload, env),
             **kwargs,
         )
         return SpotlightTransformer.wrap(transformer)

@@ -82,7 +82,11 @@ class SpotlightModel(PyTorchModel):
             role = resolve_role(role, sagemaker_session, None, for_model=True)
         # requests without Accept (or with */*) get CSV, the workload's format, not the
         # toolkit's application/json default; the caller's env wins
-        kwargs["env"] = {**defaults.MODEL_ENV, **(kwargs.get("env") or {})}
+        kwargs["env"] = {
+            **defaults.MODEL_ENV,
+            **defaults.workers_env(kwargs.get("model_server_workers"), image_uri is None),
+            **(kwargs.get("env") or {}),
+        }
         super().__init__(
             model_data,
             role,
@@ -143,8 +147,7 @@ class SpotlightModel(PyTorchModel):
             strategy=strategy,
             assemble_with=assemble_with,
             accept=accept,
-            max_payload=defaults.max_payload_mb() if max_payload is None else max_payload,
-            env=defaults.transform_env(env, aws_image=self.image_uri is None),
+            **defaults.transform_settings(max_payload, env, aws_image=self.image_uri is None),
             **kwargs,
         )
         return SpotlightTransformer.wrap(transformer)

@@ -83,6 +83,9 @@ def test_hyperparameters_from_arguments_and_dict_are_checked_and_converted(offli
     assert est.spotlight_hyperparameters["embedding_dim"] == 128
     with pytest.raises(ValueError, match="embedding_dim"):
         est.set_hyperparameters(embedding_dim=0)
+    with pytest.raises(ValueError, match="one process"):
+        est.set_hyperparameters(sagemaker_torch_distributed_enabled=True)
+    assert "sagemaker_torch_distributed_enabled" not in est.hyperparameters()
 
 
 def test_auto_is_accepted_for_the_values_train_py_chooses(offline):
@@ -115,6 +118,26 @@ def test_every_core_hyperparameter_is_accepted(offline):
         ({"hyperparameters": {"loss": "bpr"}, "loss": "bpr"}, ValueError, "'loss' given twice"),
         ({"embeding_dim": 32}, TypeError, "unknown argument.*embeding_dim.*embedding_dim"),
         ({"instance_count": 2}, ValueError, "instance_count must be 1"),
+        (
+            {"distribution": {"torch_distributed": {"enabled": True}}},
+            ValueError,
+            r"distribution=\{'torch_distributed'.*trains one model in one process",
+        ),
+        (
+            {"hyperparameters": {"sagemaker_torch_distributed_enabled": True}},
+            ValueError,
+            "'sagemaker_torch_distributed_enabled' asks the training image to start several",
+        ),
+        (
+            {"hyperparameters": {"sagemaker_mpi_enabled": "true"}},
+            ValueError,
+            "'sagemaker_mpi_enabled' asks .* one process",
+        ),
+        (
+            {"hyperparameters": {"sagemaker_mpi_num_of_processes_per_host": 2}},
+            ValueError,
+            "'sagemaker_mpi_num_of_processes_per_host' asks",
+        ),
         ({"instance_type": None}, ValueError, "instance_type is required: e.g. 'ml.m5.xlarge'"),
         ({"framework_version": "9.9.9"}, ValueError, "framework_version '9.9.9' has no AWS"),
         ({"py_version": "py27"}, ValueError, "py_version 'py27' has no AWS PyTorch training"),

@@ -92,7 +92,13 @@ def test_model_transformer_defaults_are_overridable(sm, model_uri):
         "text/csv",
         1,
     )
-    assert default.env["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == "600"
+    assert default.env == {
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "600",
+        "TS_DEFAULT_RESPONSE_TIMEOUT": "600",
+        "TS_MAX_REQUEST_SIZE": "6553500",
+        "TS_MAX_RESPONSE_SIZE": str(32 * 1024 * 1024),
+        "SPOTLIGHT_MAX_RESPONSE_BYTES": str(32 * 1024 * 1024),
+    }
     custom = model.transformer(
         instance_count=2,
         instance_type="ml.m5.xlarge",
@@ -110,10 +116,16 @@ def test_model_transformer_defaults_are_overridable(sm, model_uri):
         custom.max_payload,
     ) == (2, "SingleRecord", "None", "application/jsonlines", 4)
     assert custom.env["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == "120"
+    # 4 MiB fits under TorchServe's default request cap (kept); the codec takes as many of
+    # the shortest lines as 4 MiB holds
+    assert custom.env["TS_MAX_REQUEST_SIZE"] == "6553500"
+    big = model.transformer(instance_type="ml.m5.xlarge", max_payload=10)
+    assert big.env["TS_MAX_REQUEST_SIZE"] == str(10 * 1024 * 1024)
+    assert custom.env["SPOTLIGHT_MAX_RECORDS"] == str(4 * 1024 * 1024 // 16)
     assert custom.env["SPOTLIGHT_DEFAULT_TOP_N"] == "20"
     with pytest.raises(ValueError, match="instance_type is required"):
         model.transformer()
-    too_many = {f"VAR_{i}": "1" for i in range(14)}
+    too_many = {f"VAR_{i}": "1" for i in range(12)}  # 12 + the 5 defaults
     with pytest.raises(
         ValueError, match="at most 16 environment variables, this one would have 17"
     ):

@@ -263,6 +263,8 @@ def test_create_transform_job_request_shape(sm, trained_model_dir):
         "MaxPayloadInMB": 1,
         "Environment": {
             "SAGEMAKER_MODEL_SERVER_TIMEOUT": "600",
+            "TS_DEFAULT_RESPONSE_TIMEOUT": "600",
+            "TS_MAX_REQUEST_SIZE": "6553500",
             "TS_MAX_RESPONSE_SIZE": str(32 * 1024 * 1024),
             "SPOTLIGHT_MAX_RESPONSE_BYTES": str(32 * 1024 * 1024),
             "EXTRA": "1",

@@ -31,6 +31,29 @@ class UserError(ValueError):
     """A problem the job's author can fix (input data, hyperparameters, channels)."""
 
 
+#: Settings (beside every ``sagemaker_*_enabled`` flag) that make the PyTorch training image
+#: start several training processes (torchrun, MPI, SMDDP, XLA).
+LAUNCHER_SETTINGS = (
+    "sagemaker_mpi_num_of_processes_per_host",
+    "sagemaker_mpi_custom_mpi_options",
+    "sagemaker_distributed_dataparallel_custom_mpi_options",
+    "sagemaker_distribution_instance_groups",
+)
+#: Why they are refused: said by the estimator (before any AWS call) and by train.py.
+ONE_PROCESS = (
+    "train.py trains one model in one process (data-parallel training is not supported yet)"
+)
+
+
+def is_launcher_setting(name: str) -> bool:
+    """Whether a ``sagemaker_*`` hyperparameter asks the image for a multi-process launch, as
+    ``distribution=`` would (``sagemaker_torch_distributed_enabled``, ``sagemaker_mpi_enabled``,
+    ...)."""
+    return (name.startswith("sagemaker_") and name.endswith("_enabled")) or (
+        name in LAUNCHER_SETTINGS
+    )
+
+
 def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         v = value.strip().lower()

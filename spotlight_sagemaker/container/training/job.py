@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ... import __version__
-from ...contract.hyperparameters import UserError, parse_hyperparameters
+from ...contract.hyperparameters import ONE_PROCESS, UserError, parse_hyperparameters
 from ...contract.metric_lines import format_epoch_line, format_validation_line
 from ...core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
 from ...core.evaluation import NdcgAtK
@@ -61,6 +61,11 @@ class TrainingEnv:
     #: inside a SageMaker training job (``TRAINING_JOB_NAME`` or ``TRAINING_JOB_ARN`` set, as
     #: SageMaker and local mode set them): only there do checkpoints default to on
     in_job: bool = False
+    #: processes a launcher started (torchrun's ``WORLD_SIZE``, MPI's ``OMPI_COMM_WORLD_SIZE``),
+    #: this one's rank, and the variable that said so
+    processes: int = 1
+    rank: int = 0
+    launched_by: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TrainingEnv:
@@ -81,7 +86,24 @@ class TrainingEnv:
             channels=_channels(environ, base),
             num_gpus=gpus,
             in_job=bool(environ.get("TRAINING_JOB_NAME") or environ.get("TRAINING_JOB_ARN")),
+            **_launch(environ),
         )
+
+
+#: (size, rank) variables of the launchers the PyTorch training image runs with
+#: ``distribution=``: torchrun (torch_distributed, pytorchddp) and MPI (mpi, smdistributed).
+_LAUNCH_VARIABLES = (("WORLD_SIZE", "RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"))
+
+
+def _launch(environ: Mapping[str, str]) -> dict[str, Any]:
+    for size_var, rank_var in _LAUNCH_VARIABLES:
+        try:
+            size, rank = int(environ.get(size_var) or 1), int(environ.get(rank_var) or 0)
+        except ValueError:
+            continue
+        if size > 1:
+            return {"processes": size, "rank": rank, "launched_by": size_var}
+    return {}
 
 
 def _channels(environ: Mapping[str, str], base: Path) -> dict[str, Path]:
@@ -113,6 +135,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env: TrainingEnv | None = None
     try:
         env = TrainingEnv.from_environ(environ)
+        if env.processes > 1:
+            if env.rank != 0:
+                return EXIT_OK  # rank 0 reports it, once; the launcher's exit code is its
+            raise UserError(
+                f"train.py was started as {env.processes} processes ({env.launched_by}="
+                f"{env.processes}: the estimator's distribution= or a sagemaker_*_enabled "
+                f"hyperparameter); {ONE_PROCESS}: launch it once, on one instance"
+            )
         run(env, argv)
         return EXIT_OK
     except (UserError, SpotlightError, CheckpointMismatchError) as exc:
