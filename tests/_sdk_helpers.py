@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import time
 from pathlib import Path
@@ -173,3 +174,35 @@ def estimator_options(est: Any) -> dict:
         "debugger": est.debugger_hook_config,
         "log_level": est.container_log_level,
     }
+
+
+def sdk_training_job(hyperparameters: dict[str, Any], into: Path) -> tuple[dict[str, str], Path]:
+    """What a default ``SpotlightEstimator(...).fit(s3_uri)`` sends to AWS (under moto).
+
+    Needs AWS test credentials in the environment (the ``aws_env`` fixture).
+
+    Returns:
+        The job's ``HyperParameters`` exactly as sent (JSON-encoded strings), and the
+        ``sourcedir.tar.gz`` the estimator staged and uploaded, downloaded to ``into``.
+    """
+    import moto
+
+    from spotlight_sagemaker import SpotlightEstimator
+
+    with moto.mock_aws():
+        sm = session()
+        created = capture(sm, "CreateTrainingJob")
+        est = SpotlightEstimator(
+            role=ROLE,
+            instance_type="ml.g4dn.xlarge",
+            sagemaker_session=sm,
+            hyperparameters=hyperparameters,
+        )
+        est.fit(f"s3://{sm.default_bucket()}/training/", wait=False)
+        sent = dict(created[0]["HyperParameters"])
+        bucket, key = s3_split(json.loads(sent["sagemaker_submit_directory"]))
+        body = sm.boto_session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    into.mkdir(parents=True, exist_ok=True)
+    tarball = into / "sourcedir.tar.gz"
+    tarball.write_bytes(body)
+    return sent, tarball

@@ -1,12 +1,13 @@
-"""entry_points/train.py under the real sagemaker-training toolkit, as the PyTorch DLC runs it.
+"""entry_points/train.py under the AWS PyTorch training image's own toolkits.
 
-Each test builds a temporary /opt/ml tree (hyperparameters.json with JSON-encoded values as the
-SDK sends them, inputdataconfig.json, resourceconfig.json, channel files, and a sourcedir.tar.gz
-with train.py and the spotlight_sagemaker package as the SDK uploads it), points
-SAGEMAKER_BASE_DIR at it and runs the toolkit's ``train`` command in a subprocess. The PyTorch
-DLC sets SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main, whose main calls
-``entry_point.run(..., capture_error=True)``; that package is not installable here, so
-``DLC_SOURCE`` below makes the same call and the tests select it the same way.
+Each test captures what ``SpotlightEstimator(...).fit()`` sends (under moto: the job's
+HyperParameters, JSON-encoded as the SDK encodes them, and the ``sourcedir.tar.gz`` it stages),
+builds a temporary /opt/ml tree from it (hyperparameters.json, inputdataconfig.json,
+resourceconfig.json, channel files), points SAGEMAKER_BASE_DIR at it and runs sagemaker-training's
+``train`` command in a subprocess with ``SAGEMAKER_TRAINING_MODULE`` set as the image sets it:
+``sagemaker_pytorch_container.training:main`` (PyPI ``sagemaker-pytorch-training``). The only
+change from SageMaker is that ``sagemaker_submit_directory`` names the downloaded tarball
+instead of its S3 URI (the toolkit reads either).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import re
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
 from _procs import run_in_own_group
+from _sdk_helpers import sdk_training_job
 
 from spotlight_sagemaker.contract.metric_lines import METRIC_DEFINITIONS, parse_metric_lines
 from spotlight_sagemaker.core import ImplicitFactorizationModel
@@ -30,41 +31,8 @@ from spotlight_sagemaker.core import ImplicitFactorizationModel
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_COMMAND = Path(sys.executable).with_name("train")  # sagemaker-training's console script
 EPOCH_LINE = re.compile(r"^epoch=(\d+) loss=\S+ seconds=\S+ throughput=\S+$", re.M)
-
-
-# What sagemaker_pytorch_container.training:main does for a single-host job. Written to a temp
-# folder and named in SAGEMAKER_TRAINING_MODULE, as the PyTorch DLC names its own module.
-DLC_MODULE = "dlc_pytorch_training"
-DLC_SOURCE = """
-from sagemaker_training import entry_point, environment, runner
-
-
-def main():
-    env = environment.Environment()
-    entry_point.run(
-        uri=env.module_dir,
-        user_entry_point=env.user_entry_point,
-        args=env.to_cmd_args(),
-        env_vars=env.to_env_vars(),
-        capture_error=True,
-        runner_type=runner.ProcessRunnerType,
-    )
-"""
-
-
-@pytest.fixture(scope="module")
-def sourcedir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """sourcedir.tar.gz as the SDK uploads it: train.py and the package at the archive root."""
-    out = tmp_path_factory.mktemp("sdk") / "sourcedir.tar.gz"
-    skip = ("__pycache__", "_entry_points")
-    with tarfile.open(out, "w:gz") as tar:
-        tar.add(REPO / "entry_points" / "train.py", arcname="train.py")
-        tar.add(
-            REPO / "spotlight_sagemaker",
-            arcname="spotlight_sagemaker",
-            filter=lambda ti: None if any(s in ti.name.split("/") for s in skip) else ti,
-        )
-    return out
+#: What the AWS PyTorch training images set (their Dockerfile's ENV).
+DLC_TRAINING_MODULE = "sagemaker_pytorch_container.training:main"
 
 
 @pytest.fixture(scope="module")
@@ -75,22 +43,23 @@ def seed_rows(ml100k_csv: Path) -> list[str]:
 
 
 def make_opt_ml(
-    base: Path, sourcedir: Path, hyperparameters: dict, channels: dict[str, dict[str, str]]
+    base: Path,
+    hyperparameters: dict,
+    channels: dict[str, dict[str, str]],
+    extra: dict | None = None,
 ) -> Path:
-    """A SageMaker /opt/ml tree under ``base``; channel name -> {file name: text}."""
+    """A SageMaker /opt/ml tree under ``base`` for the job a SpotlightEstimator with these
+    ``hyperparameters`` sends; ``extra`` hyperparameters are added as SageMaker would pass
+    them (a tuner's, or a job made without the estimator); channel name -> {file: text}."""
+    sent, tarball = sdk_training_job(hyperparameters, base.parent / "sdk")
     config = base / "input" / "config"
     config.mkdir(parents=True)
     hps = {
-        **hyperparameters,
-        "sagemaker_program": "train.py",
-        "sagemaker_submit_directory": str(sourcedir),
-        "sagemaker_container_log_level": 20,
-        "sagemaker_job_name": "spotlight-test-job",
-        "sagemaker_region": "us-east-1",
+        **sent,
+        **{k: json.dumps(v) for k, v in (extra or {}).items()},
+        "sagemaker_submit_directory": json.dumps(str(tarball)),
     }
-    (config / "hyperparameters.json").write_text(
-        json.dumps({k: json.dumps(v) for k, v in hps.items()})
-    )
+    (config / "hyperparameters.json").write_text(json.dumps(hps))
     channel_config = {
         "TrainingInputMode": "File",
         "S3DistributionType": "FullyReplicated",
@@ -118,23 +87,23 @@ def make_opt_ml(
     return base
 
 
-def toolkit_env(base: Path, dlc: bool = True) -> dict[str, str]:
+def toolkit_env(base: Path) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "PYTHONPATH"))
     }
+    # test instrumentation only (see STALL_SOURCE): a sitecustomize on the job's PYTHONPATH
+    shim = base.parent / "instrumentation"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(STALL_SOURCE)
     env.update(
         SAGEMAKER_BASE_DIR=str(base),
-        SM_STUDIO_LOCAL_MODE="true",
+        SM_STUDIO_LOCAL_MODE="true",  # skips the toolkit's DNS wait for the hosts
         PYTHONUNBUFFERED="1",
         AWS_DEFAULT_REGION="us-east-1",
         TRAINING_JOB_NAME="toolkit-test-job",  # SageMaker sets it in every training job
+        SAGEMAKER_TRAINING_MODULE=DLC_TRAINING_MODULE,
+        PYTHONPATH=str(shim),
     )
-    if dlc:
-        shim = base.parent / "dlc"
-        shim.mkdir(exist_ok=True)
-        (shim / f"{DLC_MODULE}.py").write_text(DLC_SOURCE)
-        (shim / "sitecustomize.py").write_text(STALL_SOURCE)
-        env.update(PYTHONPATH=str(shim), SAGEMAKER_TRAINING_MODULE=f"{DLC_MODULE}:main")
     return env
 
 
@@ -176,10 +145,10 @@ if AT and sys.argv and sys.argv[0].endswith("train.py"):
 """
 
 
-def run_toolkit(base: Path, dlc: bool = True) -> subprocess.CompletedProcess:
+def run_toolkit(base: Path) -> subprocess.CompletedProcess:
     """Run ``train`` in its own process group; on a timeout the whole group is killed."""
     assert TRAIN_COMMAND.is_file(), f"sagemaker-training's train command not at {TRAIN_COMMAND}"
-    return run_in_own_group([str(TRAIN_COMMAND)], toolkit_env(base, dlc), base)
+    return run_in_own_group([str(TRAIN_COMMAND)], toolkit_env(base), base)
 
 
 def artifact_files(model_dir: Path) -> list[str]:
@@ -187,24 +156,19 @@ def artifact_files(model_dir: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_trains_under_the_toolkit_like_the_dlc(tmp_path, sourcedir, seed_rows):
+def test_trains_under_the_toolkit_like_the_dlc(tmp_path, aws_env, seed_rows):
     base = make_opt_ml(
         tmp_path / "opt_ml",
-        sourcedir,
-        {
-            "n_iter": 3,
-            "embedding_dim": 16,
-            "random_state": None,
-            "learning_rate": "0.01",
-            "_tuning_objective_metric": "validation:ndcg@10",
-            "experiment_tag": "a b",
-        },
+        {"n_iter": 3, "embedding_dim": 16, "random_state": None, "learning_rate": "0.01"},
         {"training": {"part-0.csv": "".join(seed_rows)}},
+        # a tuner adds the first; the second comes from a job made without the estimator
+        extra={"_tuning_objective_metric": "validation:ndcg@10", "experiment_tag": "a b"},
     )
     proc = run_toolkit(base)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert f"Imported framework {DLC_MODULE}" in out  # ran through the DLC-style module
+    assert "Imported framework sagemaker_pytorch_container.training" in out
+    assert "Invoking user training script" in out  # the image's launcher ran train.py
     assert not (base / "output" / "failure").exists()
     assert (base / "output" / "success").exists()  # written by the toolkit
     assert (base / "code" / "train.py").is_file()  # extracted from sourcedir.tar.gz
@@ -239,14 +203,11 @@ def test_trains_under_the_toolkit_like_the_dlc(tmp_path, sourcedir, seed_rows):
 
 
 @pytest.mark.slow
-def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, sourcedir):
+def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, aws_env):
     base = make_opt_ml(
-        tmp_path / "opt_ml",
-        sourcedir,
-        {"n_iter": 2},
-        {"training": {"data.csv": "user,item\n1,2\n3,4\n"}},
+        tmp_path / "opt_ml", {"n_iter": 2}, {"training": {"data.csv": "user,item\n1,2\n3,4\n"}}
     )
-    proc = run_toolkit(base, dlc=False)  # the toolkit's own runner (no framework module)
+    proc = run_toolkit(base)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failure = (base / "output" / "failure").read_text()
     assert "missing column" in failure and "'user_id'" in failure and "data.csv" in failure
@@ -256,11 +217,10 @@ def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, sourced
 
 
 @pytest.mark.slow
-def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed_rows):
+def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, aws_env, seed_rows):
     n_iter = 6
     base = make_opt_ml(
         tmp_path / "opt_ml",
-        sourcedir,
         {
             "n_iter": n_iter,
             "embedding_dim": 16,
@@ -319,3 +279,31 @@ def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, sourcedir, seed
         f"epoch-{n_iter - 1:06d}",
         f"epoch-{n_iter:06d}",
     ]
+
+
+@pytest.mark.slow
+def test_a_multi_process_launch_is_one_clear_user_error(tmp_path, aws_env, seed_rows):
+    """torch_distributed on one host, two processes (torchrun), as the image launches it for
+    ``distribution={"torch_distributed": ...}``: the estimator refuses those settings, so
+    they are added the way a job made without the estimator would carry them."""
+    base = make_opt_ml(
+        tmp_path / "opt_ml",
+        {"n_iter": 2, "embedding_dim": 8},
+        {"training": {"data.csv": "".join(seed_rows[:2_001])}},
+        extra={
+            "sagemaker_torch_distributed_enabled": True,
+            "sagemaker_mpi_num_of_processes_per_host": 2,
+        },
+    )
+    proc = run_toolkit(base)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Invoking TorchDistributed" in out and "torchrun" in out  # two processes launched
+    failure = (base / "output" / "failure").read_text()
+    assert failure.startswith("train.py was started as 2 processes (WORLD_SIZE=2"), failure
+    assert "trains one model in one process" in failure
+    assert failure.count("\n") == 1  # written once, by rank 0, and kept by the toolkit
+    assert out.count("training failed (user error)") == 1
+    assert EPOCH_LINE.findall(out) == [] and parse_metric_lines(out.splitlines()) == {}
+    assert artifact_files(base / "model") == []
+    assert not (base / "checkpoints").exists()
