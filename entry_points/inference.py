@@ -48,7 +48,10 @@ def _http_errors(func: Callable) -> Callable:
         try:
             return func(*args)
         except codec.InferenceError as e:
-            raise HandlerError(e) from e
+            error = HandlerError(e)
+        # raised outside the except block, without the codec's frames: the AWS image's toolkit
+        # appends the traceback it is handling to the error body, which then stays short
+        raise error
 
     # the toolkit inspects each handler's signature on every request: answer from a cache
     wrapper.__signature__ = inspect.signature(func)

@@ -206,3 +206,52 @@ def sdk_training_job(hyperparameters: dict[str, Any], into: Path) -> tuple[dict[
     tarball = into / "sourcedir.tar.gz"
     tarball.write_bytes(body)
     return sent, tarball
+
+
+def sdk_served_model(
+    artifact: Path,
+    into: Path,
+    model_kwargs: dict[str, Any] | None = None,
+    transformer_kwargs: dict[str, Any] | None = None,
+) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """What ``SpotlightModel(model.tar.gz, **model_kwargs)`` creates for a Batch Transform job
+    (``.transformer(**transformer_kwargs).transform(...)``) or, when ``transformer_kwargs`` is
+    None, for an endpoint (``.deploy(...)``), under moto.
+
+    The repacked ``model.tar.gz`` is extracted into ``into`` as SageMaker extracts it
+    (artifact at the root, ``code/inference.py`` and the package under ``code/``). Needs AWS
+    test credentials in the environment (the ``aws_env`` fixtures).
+
+    Returns:
+        The model's container environment, and the transform job's description (None for an
+        endpoint).
+    """
+    import moto
+
+    from spotlight_sagemaker import SpotlightModel
+
+    with moto.mock_aws():
+        sm = session()
+        client = sm.sagemaker_client
+        model_data = f"s3://{sm.default_bucket()}/trained/model.tar.gz"
+        put_model(sm, model_data, artifact)
+        model = SpotlightModel(model_data, role=ROLE, sagemaker_session=sm, **(model_kwargs or {}))
+        job = None
+        if transformer_kwargs is None:
+            predictor = model.deploy(initial_instance_count=1, instance_type="ml.m5.large")
+            endpoint = client.describe_endpoint(EndpointName=predictor.endpoint_name)
+            config = client.describe_endpoint_config(
+                EndpointConfigName=endpoint["EndpointConfigName"]
+            )
+            model_name = config["ProductionVariants"][0]["ModelName"]
+        else:
+            transformer = model.transformer(instance_type="ml.m5.xlarge", **transformer_kwargs)
+            transformer.transform(f"s3://{sm.default_bucket()}/requests/", wait=False)
+            job = client.describe_transform_job(
+                TransformJobName=transformer.latest_transform_job.name
+            )
+            model_name = job["ModelName"]
+        container = client.describe_model(ModelName=model_name)["PrimaryContainer"]
+        into.mkdir(parents=True, exist_ok=True)
+        read_tar(sm, container["ModelDataUrl"], into)
+    return dict(container["Environment"]), job

@@ -57,6 +57,17 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
 
     Use with ``moto.mock_aws()`` (nothing here reaches AWS by itself).
     """
+    return _fake_aws(monkeypatch, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def aws_env_module(tmp_path_factory: pytest.TempPathFactory):
+    """:func:`aws_env` for a module-scoped fixture."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _fake_aws(monkeypatch, tmp_path_factory)
+
+
+def _fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> str:
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     region = "us-east-1"

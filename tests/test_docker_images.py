@@ -132,7 +132,8 @@ def _run_training_image(root: Path, base: Path, job_env: dict[str, str]):
     assert materialize(instructions, final, root) == [Path("/opt/ml/code/train.py")]
     env = _image_env(instructions, final)
     assert env["SAGEMAKER_PROGRAM"] == "train.py"
-    env.pop("SAGEMAKER_TRAINING_MODULE", None)  # the DLC's PyTorch launcher is not installed here
+    # the DLC base image's ENV names its PyTorch launcher (installed here from PyPI)
+    env.setdefault("SAGEMAKER_TRAINING_MODULE", "sagemaker_pytorch_container.training:main")
     env.update(job_env)
     env.update(SAGEMAKER_BASE_DIR=str(base), SM_STUDIO_LOCAL_MODE="true")  # no DNS wait
     train = BIN / "train"
@@ -152,6 +153,7 @@ def test_training_image_command_trains_what_the_estimator_asks(
     done = _run_training_image(tmp_path, base, training_request.get("Environment", {}))
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
+    assert "Imported framework sagemaker_pytorch_container.training" in log
     assert "train.py --device cpu --embedding_dim 8 --n_iter 2 --random_state 0" in log
     assert re.search(r"^epoch=2 loss=", log, re.M)
     assert (base / "output" / "success").is_file()

@@ -232,6 +232,13 @@ def test_staged_source_dir_has_entry_points_and_package_without_junk():
 
 
 # ------------------------------------------------------------------------ payload arithmetic
+def test_the_client_knows_the_codec_s_record_limit():
+    from spotlight_sagemaker.container.serving.codec import Limits
+
+    assert Limits().max_records == defaults.DEFAULT_MAX_RECORDS
+    assert len('{"user_id":"1"}\n') == defaults.SHORTEST_REQUEST_LINE_BYTES
+
+
 def test_max_payload_keeps_the_fan_out_under_the_response_cap():
     mib = 1024 * 1024
     for top_n in (1, 5, 10):

@@ -159,6 +159,21 @@ def test_missing_channel_folder_is_a_user_error(tmp_path):
     assert str(base / "input" / "data" / "training") in failure(base)
 
 
+@pytest.mark.parametrize(
+    ("size_var", "rank_var"),
+    [("WORLD_SIZE", "RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK")],
+)
+def test_a_multi_process_launch_fails_once_on_rank_0(tmp_path, small_csv, size_var, rank_var):
+    base = opt_ml(tmp_path, {"training": {"d.csv": small_csv}})
+    others = {**environ(base), size_var: "4", rank_var: "3"}
+    assert main(FAST, others) == EXIT_OK  # nothing written, nothing trained: rank 0 reports
+    assert not (base / "output").exists() and model_files(base) == []
+    assert main(FAST, {**environ(base), size_var: "4", rank_var: "0"}) == EXIT_USER_ERROR
+    assert failure(base).startswith(f"train.py was started as 4 processes ({size_var}=4")
+    assert "one process" in failure(base) and model_files(base) == []
+    assert main(FAST, {**environ(base), size_var: "1", rank_var: "0"}) == EXIT_OK  # one: fine
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_gpu_is_a_user_error(tmp_path, small_csv):
     base = opt_ml(tmp_path, {"training": {"d.csv": small_csv}})
