@@ -118,6 +118,10 @@ def test_unknown_users(model):
     assert model.recommend("nobody", n=3, unknown="skip") is None
     with pytest.raises(UnknownIdError, match="nobody"):
         model.recommend(["u0-0", "nobody"], n=3, unknown="error")
+    # one vocabulary with serving's SPOTLIGHT_UNKNOWN_USER; the older spelling still works
+    assert model.recommend("nobody", n=3, unknown="fallback") == fallback[0]
+    assert model.recommend("nobody", n=3, unknown="popular") == fallback[0]
+    assert model.similar_items("nowhere", n=2, unknown="fallback").fallback
 
 
 def test_similar_items_stay_in_group(model, data):

@@ -34,7 +34,11 @@ logger = logging.getLogger("spotlight_sagemaker")
 EPOCH_LOGGER = "spotlight_sagemaker.epochs"
 epoch_logger = logging.getLogger(EPOCH_LOGGER)
 
-UNKNOWN_POLICIES = ("popular", "skip", "error")
+#: What to do with an id the model has never seen, here and in serving
+#: (``SPOTLIGHT_UNKNOWN_USER``/``_ITEM``): the popularity fallback, leave it out, or an error.
+UNKNOWN_POLICIES = ("fallback", "skip", "error")
+#: Older spellings still accepted.
+_UNKNOWN_ALIASES = {"popular": "fallback"}
 _SCORE_BLOCK_CELLS = 1 << 23  # users x items scored at once in recommend()
 
 
@@ -390,7 +394,7 @@ class ImplicitFactorizationModel:
         user_ids: str | int | Sequence[str | int],
         n: int = 10,
         exclude_seen: bool = True,
-        unknown: str = "popular",
+        unknown: str = "fallback",
     ) -> Recommendation | list[Recommendation]:
         """Top-``n`` raw item ids and scores for one raw user id or a batch of them.
 
@@ -398,13 +402,15 @@ class ImplicitFactorizationModel:
             user_ids: one raw id (returns one Recommendation) or a sequence (returns a list).
             n: how many items per user (fewer when the user has seen nearly every item).
             exclude_seen: drop the items the user interacted with in training.
-            unknown: for users the model has never seen: ``"popular"`` (most popular items,
-                flagged ``fallback=True``, score = share of training interactions),
-                ``"skip"`` (left out of the result) or ``"error"`` (raise UnknownIdError).
+            unknown: for users the model has never seen: ``"fallback"`` (most popular items,
+                flagged ``fallback=True``, score = share of training interactions; also
+                spelled ``"popular"``), ``"skip"`` (left out of the result) or ``"error"``
+                (raise UnknownIdError).
         """
         self._require()
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        unknown = _UNKNOWN_ALIASES.get(unknown, unknown)
         single, raws, idx, known = self._lookup(user_ids, self.user_map, unknown, "user_id")
         top_i, top_s = self.recommend_indices(idx[known], n, exclude_seen)
         return self._assemble(single, raws, known, top_i, top_s, unknown, n)
@@ -445,7 +451,7 @@ class ImplicitFactorizationModel:
                 out.append(
                     Recommendation(raw, ids[top_i[row][keep]].tolist(), top_s[row][keep].tolist())
                 )
-            elif unknown == "popular":
+            elif unknown == "fallback":
                 out.append(self._popular(raw, n))
         if single:
             return out[0] if out else None
@@ -469,9 +475,10 @@ class ImplicitFactorizationModel:
     ) -> Recommendation | list[Recommendation] | None:
         """Items closest by cosine similarity of item embeddings (the item itself excluded).
 
-        ``unknown`` is ``"skip"`` (default), ``"popular"`` or ``"error"``, as in ``recommend``.
+        ``unknown`` is ``"skip"`` (default), ``"fallback"`` or ``"error"``, as in ``recommend``.
         """
         self._require()
+        unknown = _UNKNOWN_ALIASES.get(unknown, unknown)
         single, raws, idx, known = self._lookup(item_ids, self.item_map, unknown, "item_id")
         top_i, top_s = self.similar_indices(idx[known], n)
         return self._assemble(single, raws, known, top_i, top_s, unknown, n)

@@ -17,11 +17,10 @@ import numpy as np
 import torch
 
 from ...core import DivergedError, ImplicitFactorizationModel
+from ...core.factorization import UNKNOWN_POLICIES
 from . import codec
 
 logger = logging.getLogger("spotlight_sagemaker.inference")
-
-UNKNOWN_POLICIES = ("fallback", "skip", "error")
 
 
 class ServedModel:
