@@ -369,9 +369,9 @@ def test_small_and_vectorized_paths_agree(monkeypatch):
         [2] * n,
         ["10", "2,0", "30"],
     )
-    monkeypatch.setattr(codec, "SMALL", 10**9)
+    monkeypatch.setattr(codec.encoding, "SMALL", 10**9)
     small = codec.encode(res, "text/csv")[0]
-    monkeypatch.setattr(codec, "SMALL", 0)
+    monkeypatch.setattr(codec.encoding, "SMALL", 0)
     assert codec.encode(res, "text/csv")[0] == small
     assert small.count(b"\n") == 2 * n - 1
 
@@ -405,10 +405,10 @@ def test_codec_and_serving_import_without_toolkit_or_sdk():
     ],
 )
 def test_bulk_validation_equals_per_record(lines):
-    numbers, records, unit = codec._decode_jsonlines("\n".join(lines))
+    numbers, records, unit = codec.decoding._decode_jsonlines("\n".join(lines))
     limits = codec.Limits()
-    bulk = codec._uniform_user_records(numbers, records, unit, limits)
-    each = codec._each_record(numbers, records, unit, limits)
+    bulk = codec.decoding._uniform_user_records(numbers, records, unit, limits)
+    each = codec.decoding._each_record(numbers, records, unit, limits)
     assert bulk is not None, "uniform user records should take the bulk path"
     assert bulk.ids == each.ids and bulk.numbers == each.numbers
     for field in ("is_item", "top_n", "exclude_seen"):

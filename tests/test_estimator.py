@@ -219,7 +219,7 @@ def test_staged_source_dir_has_entry_points_and_package_without_junk():
         "inference.py",
         "spotlight_sagemaker/__init__.py",
         "spotlight_sagemaker/core/config.py",
-        "spotlight_sagemaker/container/serving/codec.py",
+        "spotlight_sagemaker/container/serving/codec/__init__.py",
     } <= files
     assert not [
         f

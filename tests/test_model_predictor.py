@@ -56,7 +56,7 @@ def test_model_trained_elsewhere_is_repacked_with_its_code(
         "code/inference.py",
         "code/train.py",
         "code/spotlight_sagemaker/core/__init__.py",
-        "code/spotlight_sagemaker/container/serving/codec.py",
+        "code/spotlight_sagemaker/container/serving/codec/__init__.py",
         "spotlight-model.json",
     } <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

@@ -1,169 +1,23 @@
-"""Every content type the serving container speaks, in one table-driven module.
-
-Requests are decoded into :class:`Queries` (one entry per record, in input order); the handler
-turns them into :class:`Results`; results are encoded for the negotiated ``Accept`` type.
-``DECODERS`` and ``ENCODERS`` are the only place a content type is named: the supported types
-are their keys. Errors carry their HTTP status (:class:`InferenceError` and subclasses) and do
-not depend on ``sagemaker_inference``; ``entry_points/inference.py`` converts them to the
-toolkit's error type in one place. Nothing here unpickles a request body.
-"""
+"""Request bodies (JSON lines, JSON, CSV) into :class:`~.records.Queries`."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from operator import itemgetter
 
 import numpy as np
 
-from ._fastcsv import SMALL, format_fixed, format_small, joined_rows
+from .errors import BadRequestError, PayloadTooLargeError, UnsupportedContentTypeError
+from .records import Limits, Queries
 
-DEFAULT_ACCEPT = "text/csv"
 _QUERY_KEYS = {"user_id": False, "item_id": True}  # key -> asks for similar items
 _RECORD_KEYS = frozenset(("user_id", "item_id", "top_n", "exclude_seen"))
 _USER_KEYS = frozenset(("user_id", "top_n", "exclude_seen"))
-_CSV_SPECIAL = re.compile(r'[",\r\n]')
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
 
-class InferenceError(Exception):
-    """A request the container answers with an HTTP error; ``status`` is that code."""
-
-    status = 500
-    phrase = "Internal Server Error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequestError(InferenceError):
-    """Malformed record or payload (400)."""
-
-    status, phrase = 400, "Bad Request"
-
-
-class PayloadTooLargeError(InferenceError):
-    """Too many records in one request, or a response over the size limit (413)."""
-
-    status, phrase = 413, "Payload Too Large"
-
-
-class UnsupportedContentTypeError(InferenceError):
-    """The request's Content-Type is not in ``DECODERS`` (415)."""
-
-    status, phrase = 415, "Unsupported Media Type"
-
-
-class NotAcceptableError(InferenceError):
-    """No type in the request's Accept header is in ``ENCODERS`` (406)."""
-
-    status, phrase = 406, "Not Acceptable"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request limits, read from the environment at call time (see docs/inference.md)."""
-
-    default_top_n: int = 10
-    max_top_n: int = 1000
-    max_records: int = 200_000
-    max_response_bytes: int = 6_553_500
-
-    _ENV = {
-        "default_top_n": "SPOTLIGHT_DEFAULT_TOP_N",
-        "max_top_n": "SPOTLIGHT_MAX_TOP_N",
-        "max_records": "SPOTLIGHT_MAX_RECORDS",
-        "max_response_bytes": "SPOTLIGHT_MAX_RESPONSE_BYTES",
-    }
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """Read ``SPOTLIGHT_*`` overrides; a bad value raises ValueError naming the variable."""
-        env = os.environ if environ is None else environ
-        values = {}
-        for field, var in cls._ENV.items():
-            raw = env.get(var, "").strip()
-            if raw:
-                if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-                    raise ValueError(f"{var} must be a positive integer, got {raw!r}")
-                values[field] = int(raw)
-        limits = cls(**values)
-        if limits.default_top_n > limits.max_top_n:
-            raise ValueError(
-                f"SPOTLIGHT_DEFAULT_TOP_N ({limits.default_top_n}) exceeds "
-                f"SPOTLIGHT_MAX_TOP_N ({limits.max_top_n})"
-            )
-        return limits
-
-
-@dataclass
-class Queries:
-    """Decoded records, in input order.
-
-    Attributes:
-        ids: raw query id of each record (a user id, or an item id for similar-items records).
-        is_item: True where the record asks for items similar to ``item_id``.
-        top_n: how many items each record asks for.
-        exclude_seen: whether to drop the user's training items (user records only).
-        numbers: line number (JSON lines, CSV) or position (JSON list) of each record.
-        unit: ``"line"`` or ``"record"``: what ``numbers`` count.
-    """
-
-    ids: list[str]
-    is_item: np.ndarray
-    top_n: np.ndarray
-    exclude_seen: np.ndarray
-    numbers: list[int]
-    unit: str = "line"
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def where(self, r: int) -> str:
-        """``"line 3"``: where record ``r`` sits in the request, for error messages."""
-        return f"{self.unit} {self.numbers[r]}"
-
-
-@dataclass
-class Results:
-    """Top-N per record, aligned with :class:`Queries`.
-
-    Attributes:
-        queries: the decoded request.
-        items: ``[records, K]`` item indices into ``vocab``, best first; only the first
-            ``counts[r]`` entries of row ``r`` are meaningful.
-        scores: ``[records, K]`` float scores (popularity shares for fallback rows).
-        counts: number of items returned for each record.
-        known: False where the query id is unknown to the model.
-        fallback: True where the popularity fallback answered.
-        vocab: the model's item ids, pre-encoded once (:class:`ItemVocab`).
-    """
-
-    queries: Queries
-    items: np.ndarray
-    scores: np.ndarray
-    counts: np.ndarray
-    known: np.ndarray
-    fallback: np.ndarray
-    vocab: ItemVocab
-
-
-class ItemVocab:
-    """The model's raw item ids, pre-encoded for the CSV and JSON encoders (built once)."""
-
-    def __init__(self, ids: np.ndarray) -> None:
-        self.ids = np.asarray(ids, dtype=str)
-        self.csv_text = [_csv_field(s) for s in self.ids.tolist()]
-        self.csv = np.array([s.encode() for s in self.csv_text] or [b""])
-        self.json = np.array([json.dumps(s) for s in self.ids.tolist()] or [""], dtype=object)
-
-
-# ---------------------------------------------------------------------------- decoding
 def media_type(header: str | None) -> tuple[str, dict[str, str]]:
     """``"Application/JSON; charset=UTF-8"`` -> ``("application/json", {"charset": "utf-8"})``."""
     parts = (header or "").split(";")
@@ -487,139 +341,9 @@ def _flag(value: object, where: str) -> bool:
     raise BadRequestError(f"{where}: exclude_seen must be true or false, got {value!r}")
 
 
-# ---------------------------------------------------------------------------- encoding
-def negotiate(accept: str | None, default: str | None = None) -> str:
-    """The encoder type for an Accept header (media ranges, q-values, wildcards).
-
-    A missing header or ``*/*`` gives ``default`` (else ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``
-    when it names a supported type, else ``text/csv``).
-
-    Raises:
-        NotAcceptableError: no acceptable type is supported.
-    """
-    if default is None:
-        env = media_type(os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"))[0]
-        default = env if env in ENCODERS else DEFAULT_ACCEPT
-    ranges = []
-    for pos, part in enumerate((accept or "").split(",")):
-        mtype, params = media_type(part)
-        if not mtype:
-            continue
-        try:
-            q = float(params.get("q", "1"))
-        except ValueError:
-            q = 0.0
-        if q > 0:
-            ranges.append((-q, pos, mtype))
-    if not ranges:
-        if accept and accept.strip():
-            raise NotAcceptableError(f"unusable Accept {accept!r}; supported: {_supported()}")
-        return default
-    for _, _, mtype in sorted(ranges):
-        if mtype == "*/*":
-            return default
-        if mtype in ENCODERS:
-            return mtype
-        if mtype.endswith("/*"):
-            prefix = mtype[:-1]
-            matches = [t for t in (default, *ENCODERS) if t.startswith(prefix)]
-            if matches:
-                return matches[0]
-    raise NotAcceptableError(f"unsupported Accept {accept!r}; supported: {_supported()}")
-
-
-def encode(results: Results, accept: str | None, limits: Limits | None = None) -> tuple[bytes, str]:
-    """Serialize ``results`` for ``accept``; returns ``(body, content_type)``.
-
-    Raises:
-        NotAcceptableError: unsupported Accept.
-        PayloadTooLargeError: the body would exceed ``limits.max_response_bytes``.
-    """
-    limits = limits or Limits.from_env()
-    ctype = negotiate(accept)
-    body = ENCODERS[ctype](results)
-    if len(body) > limits.max_response_bytes:
-        raise PayloadTooLargeError(
-            f"the response would be {len(body)} bytes, over the limit of "
-            f"{limits.max_response_bytes} (SPOTLIGHT_MAX_RESPONSE_BYTES); send fewer records "
-            "per request (lower MaxPayloadInMB) or ask for a smaller top_n"
-        )
-    return body, ctype
-
-
-def _supported() -> str:
-    return ", ".join(ENCODERS)
-
-
-def _csv_field(value: str) -> str:
-    if _CSV_SPECIAL.search(value):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
-def _flat(results: Results) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row of each returned item, its item index and score, in output order."""
-    k = results.items.shape[1]
-    mask = np.arange(k)[None, :] < results.counts[:, None]
-    rows = np.repeat(np.arange(len(results.counts)), results.counts)
-    return rows, results.items[mask], results.scores[mask]
-
-
-def _encode_csv(results: Results) -> bytes:
-    rows, items, scores = _flat(results)
-    if len(rows) == 0:
-        return b""
-    ids = results.queries.ids
-    joined = "\x00".join(ids)
-    if _CSV_SPECIAL.search(joined):
-        ids = [_csv_field(s) for s in ids]
-    if len(rows) <= SMALL:  # single-record requests: plain Python is faster here
-        vocab = results.vocab.csv_text
-        text = format_small(scores.tolist())
-        lines = [
-            f"{ids[r]},{vocab[i]},{t}"
-            for r, i, t in zip(rows.tolist(), items.tolist(), text, strict=True)
-        ]
-        return "\n".join(lines).encode()
-    query = np.array("\x00".join(ids).encode().split(b"\x00"))  # ids hold no NUL (decode)
-    return joined_rows([query[rows], results.vocab.csv[items], format_fixed(scores)], b",")
-
-
-def _objects(results: Results) -> list[str]:
-    q = results.queries
-    rows, items, scores = _flat(results)
-    item_json = results.vocab.json[items].tolist()
-    score_text = format_fixed(scores, as_text=True)
-    out, lo = [], 0
-    for r, count in enumerate(results.counts.tolist()):
-        hi = lo + count
-        key = "item_id" if q.is_item[r] else "user_id"
-        out.append(
-            f'{{"{key}": {json.dumps(q.ids[r])}, "items": [{", ".join(item_json[lo:hi])}], '
-            f'"scores": [{", ".join(score_text[lo:hi])}], '
-            f'"known": {"true" if results.known[r] else "false"}, '
-            f'"fallback": {"true" if results.fallback[r] else "false"}}}'
-        )
-        lo = hi
-    return out
-
-
-def _encode_jsonlines(results: Results) -> bytes:
-    return "\n".join(_objects(results)).encode()
-
-
-def _encode_json(results: Results) -> bytes:
-    return ('{"predictions": [' + ", ".join(_objects(results)) + "]}").encode()
-
-
 Decoder = Callable[[str], Decoded]
 DECODERS: dict[str, Decoder] = {
     "application/jsonlines": _decode_jsonlines,
     "application/json": _decode_json,
     "text/csv": _decode_csv,
-}
-ENCODERS: dict[str, Callable[[Results], bytes]] = {
-    "text/csv": _encode_csv,
-    "application/jsonlines": _encode_jsonlines,
-    "application/json": _encode_json,
 }

@@ -1,0 +1,44 @@
+"""Every content type the serving container speaks, table-driven.
+
+Requests are decoded into :class:`Queries` (one entry per record, in input order;
+:mod:`.decoding`); the served model turns them into :class:`Results`; results are encoded for
+the negotiated ``Accept`` type (:mod:`.encoding`). ``DECODERS`` and ``ENCODERS`` are the only
+place a content type is named: the supported types are their keys. Errors carry their HTTP
+status (:mod:`.errors`) and do not depend on ``sagemaker_inference``;
+``entry_points/inference.py`` converts them to the toolkit's error type in one place. Nothing
+here unpickles a request body. Import from this package, not from its modules.
+"""
+
+from __future__ import annotations
+
+from .decoding import DECODERS, Decoded, Decoder, decode, media_type
+from .encoding import DEFAULT_ACCEPT, ENCODERS, encode, negotiate
+from .errors import (
+    BadRequestError,
+    InferenceError,
+    NotAcceptableError,
+    PayloadTooLargeError,
+    UnsupportedContentTypeError,
+)
+from .records import ItemVocab, Limits, Queries, Results
+
+__all__ = [
+    "DECODERS",
+    "DEFAULT_ACCEPT",
+    "ENCODERS",
+    "BadRequestError",
+    "Decoded",
+    "Decoder",
+    "InferenceError",
+    "ItemVocab",
+    "Limits",
+    "NotAcceptableError",
+    "PayloadTooLargeError",
+    "Queries",
+    "Results",
+    "UnsupportedContentTypeError",
+    "decode",
+    "encode",
+    "media_type",
+    "negotiate",
+]
