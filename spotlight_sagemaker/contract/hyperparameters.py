@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core import PARAMS, coerce
+from ..core import PARAMS, SpotlightError, coerce
 from ..core.config import PRESETS
 from ..core.interactions import DUPLICATE_POLICIES
 
@@ -27,8 +27,10 @@ AUTO_PARAMS = {"n_iter": "choose_epochs", "popularity_prior": "choose_prior"}
 _OFF = ("", "none", "null", "off", "false")
 
 
-class UserError(ValueError):
-    """A problem the job's author can fix (input data, hyperparameters, channels)."""
+class UserError(SpotlightError, ValueError):
+    """A problem the job's author can fix (input data, hyperparameters, channels). Like every
+    error the core raises on purpose, a :class:`~spotlight_sagemaker.core.SpotlightError`:
+    train.py reports that one family as a user error."""
 
 
 #: Settings (beside every ``sagemaker_*_enabled`` flag) that make the PyTorch training image

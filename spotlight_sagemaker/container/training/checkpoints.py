@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ...contract.hyperparameters import UserError
 from ...core import ArtifactError, ImplicitFactorizationModel, Interactions
 from ...core.artifact import read_config
 
@@ -39,7 +40,7 @@ _SCORING_ONLY = ("popularity_prior",)
 _NOT_FINGERPRINTED = ("n_iter", "device", *_SCORING_ONLY)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError):
     """A checkpoint exists but was written by another configuration or other data."""
 
 

@@ -33,7 +33,6 @@ from ...core import EpochStats, ImplicitFactorizationModel, SpotlightError, eval
 from ...core.evaluation import NdcgAtK
 from ...core.factorization import EPOCH_LOGGER
 from .checkpoints import (
-    CheckpointMismatchError,
     discard_checkpoints,
     find_resumable,
     fingerprint,
@@ -145,7 +144,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             )
         run(env, argv)
         return EXIT_OK
-    except (UserError, SpotlightError, CheckpointMismatchError) as exc:
+    except SpotlightError as exc:  # UserError, CheckpointMismatchError and the core's errors
         reason = _one_line(str(exc))
         logger.error("training failed (user error): %s", reason)
         _write_failure(env, environ, reason)
