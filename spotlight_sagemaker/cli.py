@@ -98,6 +98,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
     from .local import local_session
 
     session = local_session(args.instance_type, mode="embedded", root=_root(args))
+    assert session is not None  # only mode="docker" gives None
     model_path = Path(args.model).expanduser().resolve()
     if not model_path.is_file():
         raise CommandError(f"--model {args.model!r}: no such model.tar.gz")
@@ -129,6 +130,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     recs = model.recommend(
         args.user, n=args.top_n, exclude_seen=not args.include_seen, unknown=args.unknown
     )
+    assert isinstance(recs, list)  # --user is a list (action="append"): one row per user
     for rec in recs:
         for item, score in zip(rec.item_ids, rec.scores, strict=True):
             row = [str(rec.query_id), str(item), f"{float(score):.6f}"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-from typing import Any
+from typing import Any, cast
 
 from sagemaker.estimator import EstimatorBase, Framework
 from sagemaker.fw_utils import framework_name_from_image, framework_version_from_tag
@@ -63,7 +63,7 @@ class SpotlightEstimator(Framework):
     any AWS call.
     """
 
-    _framework_name = defaults.FRAMEWORK_NAME
+    _framework_name = defaults.FRAMEWORK_NAME  # type: ignore[assignment]  # SDK base declares None
 
     def __init__(
         self,
@@ -149,7 +149,7 @@ class SpotlightEstimator(Framework):
         kwargs.setdefault("debugger_hook_config", False)
         kwargs.setdefault("disable_profiler", True)
         super().__init__(
-            entry_point,
+            entry_point,  # type: ignore[arg-type]  # SDK accepts None (ship_code=False)
             source_dir,
             hps,
             image_uri=image_uri,
@@ -242,11 +242,12 @@ class SpotlightEstimator(Framework):
         if not self.ship_code:
             return None  # the training image had the code baked in: stage it for serving
         if self.sagemaker_session.local_mode:
-            return self.source_dir
+            # the SDK types the attribute str | PipelineVariable; this class only sets str/None
+            return cast("str | None", self.source_dir)
         uploaded = self.uploaded_code
         return uploaded.s3_prefix if uploaded is not None and uploaded.s3_prefix else None
 
-    def transformer(
+    def transformer(  # type: ignore[override]  # workload defaults, rest via kwargs
         self,
         instance_count: int = 1,
         instance_type: str | None = None,
@@ -299,7 +300,12 @@ class SpotlightEstimator(Framework):
                 f"{', '.join(defaults.HYPERPARAMETER_NAMES)}"
             )
         kwargs.setdefault("metric_definitions", copy.deepcopy(self.metric_definitions))
-        return HyperparameterTuner(self, objective_metric_name, hyperparameter_ranges, **kwargs)
+        return HyperparameterTuner(
+            self,
+            objective_metric_name,
+            hyperparameter_ranges,  # type: ignore[arg-type]  # SDK dict keys are invariant
+            **kwargs,
+        )
 
     @classmethod
     def _prepare_init_params_from_job_description(
@@ -368,7 +374,8 @@ def _code_options(
     return entry_point or defaults.TRAIN_ENTRY_POINT, source_dir or staging.source_dir()
 
 
-def _transform_instance_type(instance_type: str | None, fallback: str | None) -> str:
+def _transform_instance_type(instance_type: str | None, fallback: Any) -> str:
+    """``fallback`` is the estimator's ``instance_type`` (the SDK allows a PipelineVariable)."""
     if instance_type:
         return instance_type
     if fallback in defaults.LOCAL_INSTANCE_TYPES:

@@ -100,8 +100,8 @@ class SpotlightModel(PyTorchModel):
             **kwargs,
         )
         self.ship_code = ship_code
-        if self.name is None:
-            self._base_name = defaults.BASE_JOB_NAME  # else named after the image
+        if self.name is None:  # else named after the image
+            self._base_name = defaults.BASE_JOB_NAME  # type: ignore[assignment]  # SDK sets it None
 
     def _init_sagemaker_session_if_does_not_exist(self, instance_type: str | None = None) -> None:
         """Local instance types get the embedded local session (the SDK would pick Docker's)."""
@@ -121,7 +121,7 @@ class SpotlightModel(PyTorchModel):
                 del env[key]
         return container
 
-    def transformer(
+    def transformer(  # type: ignore[override]  # workload defaults, rest via kwargs
         self,
         instance_count: int = 1,
         instance_type: str | None = None,

@@ -120,7 +120,13 @@ class SpotlightPredictor(Predictor):
         records = [{"item_id": i, "top_n": top_n} for i in _ids(item_ids, "item_ids")]
         return self._query(records, top_n, Similar, as_frame)
 
-    def _query(self, records: list[dict], top_n: int, row: type, as_frame: bool) -> Any:
+    def _query(
+        self,
+        records: list[dict],
+        top_n: int,
+        row: type[Recommended] | type[Similar],
+        as_frame: bool,
+    ) -> Any:
         if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
             raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
         raw = self.predict(records, initial_args={"Accept": RESPONSE_ACCEPT})

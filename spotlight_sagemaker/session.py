@@ -9,7 +9,7 @@ says what to pass, instead of the SDK's failing AWS call.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import defaults
 
@@ -17,7 +17,7 @@ from . import defaults
 _SAGEMAKER_METADATA = "/opt/ml/metadata/resource-metadata.json"
 
 
-def is_local(instance_type: Any) -> bool:
+def is_local(instance_type: Any) -> TypeGuard[str]:
     """Whether ``instance_type`` asks for local mode."""
     return isinstance(instance_type, str) and instance_type in defaults.LOCAL_INSTANCE_TYPES
 
@@ -36,11 +36,11 @@ def local_session(instance_type: str) -> Any:
             "reinstall spotlight-sagemaker or pass sagemaker_session=sagemaker.local.LocalSession()"
         ) from err
     session = embedded(instance_type)
-    if session is None:
-        from sagemaker.local import LocalSession
+    if session is not None:
+        return session
+    from sagemaker.local import LocalSession
 
-        session = LocalSession()
-    return session
+    return LocalSession()
 
 
 def resolve_session(session: Any, instance_type: Any) -> Any:

@@ -53,13 +53,16 @@ def entry_points_dir() -> Path:
     """
     import importlib
 
+    missing = (
+        f"{PACKAGE}.{ENTRY_POINTS_PACKAGE} (train.py, inference.py) is not installed: "
+        "reinstall spotlight-sagemaker"
+    )
     try:
         module = importlib.import_module(f"{PACKAGE}.{ENTRY_POINTS_PACKAGE}")
     except ImportError as err:
-        raise FileNotFoundError(
-            f"{PACKAGE}.{ENTRY_POINTS_PACKAGE} (train.py, inference.py) is not installed: "
-            "reinstall spotlight-sagemaker"
-        ) from err
+        raise FileNotFoundError(missing) from err
+    if module.__file__ is None:  # a namespace package (no __init__.py): no entry points
+        raise FileNotFoundError(missing)
     return Path(module.__file__).resolve().parent
 
 

@@ -28,6 +28,8 @@ from .trainer import make_optimizer
 
 if TYPE_CHECKING:
     from .factorization import ImplicitFactorizationModel
+    from .network import BilinearNet
+    from .optim import Adam, LazyAdam
 
 FORMAT = "spotlight-sagemaker/implicit-factorization"
 FORMAT_VERSION = 1
@@ -41,6 +43,8 @@ def save_model(
 ) -> None:
     """Write ``model`` into the folder ``path`` (created if needed)."""
     net = model._require()
+    # a fitted model (fit() or load()) has its vocabularies and training data set with the net
+    assert model.user_map is not None and model.item_map is not None and model.seen is not None
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {name: getattr(net, name).detach().float().cpu().numpy() for name in _PARAMS}
@@ -240,20 +244,31 @@ def _read_arrays(folder: Path, config: dict[str, Any]) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _training_state(
+    model: ImplicitFactorizationModel,
+) -> tuple[BilinearNet, Adam | LazyAdam, torch.Generator]:
+    """The net, optimizer and RNG of a fitted model (fit() and load() set all three)."""
+    net, opt, gen = model._net, model._opt, model._gen
+    assert net is not None and opt is not None and gen is not None
+    return net, opt, gen
+
+
 def _optimizer_arrays(model: ImplicitFactorizationModel) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    names = dict(model._net.named_parameters())
+    net, opt, gen = _training_state(model)
+    names = dict(net.named_parameters())
     for name, param in names.items():
-        state = model._opt.state.get(param, {})
+        state = opt.state.get(param, {})
         for key in ("exp_avg", "exp_avg_sq", "step"):
             if key in state:
                 out[f"opt.{name}.{key}"] = torch.as_tensor(state[key]).detach().cpu().numpy()
-    out["rng_state"] = model._gen.get_state().cpu().numpy()
+    out["rng_state"] = gen.get_state().cpu().numpy()
     return out
 
 
 def _restore_optimizer(model: ImplicitFactorizationModel, arrays: dict[str, np.ndarray]) -> None:
-    for name, param in model._net.named_parameters():
+    net, opt, gen = _training_state(model)
+    for name, param in net.named_parameters():
         state: dict[str, torch.Tensor] = {}
         for key in ("exp_avg", "exp_avg_sq", "step"):
             arr = arrays.get(f"opt.{name}.{key}")
@@ -261,8 +276,8 @@ def _restore_optimizer(model: ImplicitFactorizationModel, arrays: dict[str, np.n
                 t = torch.from_numpy(np.array(arr))
                 state[key] = t.float() if key == "step" else t.to(model.device)
         if state:
-            model._opt.state[param] = state
+            opt.state[param] = state
     if "rng_state" in arrays:
         # an RNG state of another device type does not fit: keep the derived seed then
         with contextlib.suppress(RuntimeError):
-            model._gen.set_state(torch.from_numpy(np.array(arrays["rng_state"])))
+            gen.set_state(torch.from_numpy(np.array(arrays["rng_state"])))

@@ -395,9 +395,9 @@ def _read_csv_file(
                 users.append(u)
                 items.append(i)
                 lines.append(reader.line_num)
-                if weights is not None:
+                if weights is not None and wi is not None:
                     weights.append(_float(row[wi], src, reader.line_num, cols[wi]))
-                if stamps is not None:
+                if stamps is not None and ti is not None:
                     stamps.append(_float(row[ti], src, reader.line_num, TIMESTAMP_COLUMN))
     except UnicodeDecodeError as exc:
         raise DataError(f"not a UTF-8 text CSV file ({exc.reason})", source=src) from None
@@ -468,7 +468,7 @@ def _as_numeric(values: Any, column: str, source: str, dtype: type) -> np.ndarra
     if values is None:
         return None
     try:
-        arr = np.asarray(values, dtype=dtype)
+        arr: np.ndarray = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):
         raise DataError("values are not numbers", source=source, column=column) from None
     if arr.ndim != 1:

@@ -19,6 +19,8 @@ class BilinearNet(nn.Module):
     ``sparse=True`` those lookups produce row-sparse gradients (see ``optim.LazyAdam``).
     """
 
+    item_prior: torch.Tensor  # a buffer (register_buffer below), not a parameter
+
     def __init__(
         self,
         num_users: int,
@@ -81,6 +83,8 @@ class BilinearNet(nn.Module):
     def score_against(self, users: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         """``[len(users), len(items)]`` scores (all items when ``items`` is None)."""
         u, bu = self.users(users)
+        q: torch.Tensor
+        bi: torch.Tensor
         if items is None:
             q, bi = self.item_embeddings, self.item_biases[:, 0]
         else:

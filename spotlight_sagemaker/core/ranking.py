@@ -38,8 +38,8 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     Entries that are -inf (masked) come back with index -1.
     """
     k = min(k, scores.shape[1])
-    vals, idx = torch.topk(scores, k, dim=1, largest=True, sorted=True)
-    vals = vals.float().cpu().numpy()
-    idx = idx.cpu().numpy().astype(np.int64)
+    top_vals, top_idx = torch.topk(scores, k, dim=1, largest=True, sorted=True)
+    vals = top_vals.float().cpu().numpy()
+    idx = top_idx.cpu().numpy().astype(np.int64)
     idx[~np.isfinite(vals)] = -1
     return idx, vals

@@ -72,7 +72,9 @@ class NegativeSampler:
         keys = base + items
         if self._dense is not None:
             return self._dense[keys]
-        if len(self._keys) == 0:
+        sorted_keys = self._keys
+        assert sorted_keys is not None  # only called when _dense or _keys is set
+        if len(sorted_keys) == 0:
             return torch.zeros_like(keys, dtype=torch.bool)
-        pos = torch.searchsorted(self._keys, keys).clamp_(max=len(self._keys) - 1)
-        return self._keys[pos] == keys
+        pos = torch.searchsorted(sorted_keys, keys).clamp_(max=len(sorted_keys) - 1)
+        return sorted_keys[pos] == keys

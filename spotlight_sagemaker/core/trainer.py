@@ -137,6 +137,7 @@ class Trainer:
         l2 = self.hp["l2"] if self.hp.get("l2_rule") == "per_interaction" else 0.0
         try:
             for loss_vec, w, users, items in batches:
+                denom: float | torch.Tensor
                 if w is None:
                     loss = loss_vec.mean()
                     denom = float(len(loss_vec))

@@ -56,10 +56,10 @@ class EmbeddedLocalSession(LocalSession):
         super().__init__(
             boto_session=boto3.Session(region_name=region or DEFAULT_REGION),
             default_bucket=LOCAL_BUCKET,
-            sagemaker_config=sagemaker_config,
+            sagemaker_config=sagemaker_config,  # type: ignore[arg-type]  # SDK default is None
         )
 
-    def _initialize(
+    def _initialize(  # type: ignore[override]  # same as SDK LocalSession's
         self,
         boto_session: Any,
         sagemaker_client: Any,
@@ -93,7 +93,7 @@ class EmbeddedLocalSession(LocalSession):
 
     def default_bucket(self) -> str:
         """``spotlight-local``: the name under which the SDK's defaults reach ``local_root``."""
-        self._default_bucket = LOCAL_BUCKET
+        self._default_bucket = LOCAL_BUCKET  # type: ignore[assignment]  # SDK sets it None
         return LOCAL_BUCKET
 
     def expand_role(self, role: str | None) -> str:

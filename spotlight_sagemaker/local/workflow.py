@@ -15,7 +15,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..core import ImplicitFactorizationModel, Interactions, PopularityModel, evaluate
+from ..core import (
+    ImplicitFactorizationModel,
+    Interactions,
+    NotFittedError,
+    PopularityModel,
+    evaluate,
+)
 from ..core.artifact import is_artifact
 from .paths import extract_tar
 
@@ -63,6 +69,8 @@ class _AlignedScorer:
 
     def __init__(self, model: ImplicitFactorizationModel, data: Interactions) -> None:
         self.model = model
+        if model.user_map is None or model.item_map is None:
+            raise NotFittedError("the model is not fitted: call fit() or load() first")
         self.users = model.user_map.lookup(data.user_map.ids)
         self.items = model.item_map.lookup(data.item_map.ids)
 
