@@ -50,7 +50,7 @@ def _http_errors(func: Callable) -> Callable:
         raise error
 
     # the toolkit inspects each handler's signature on every request: answer from a cache
-    wrapper.__signature__ = inspect.signature(func)
+    wrapper.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]  # read by inspect
     return wrapper
 
 

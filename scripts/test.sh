@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: set up the environment, lint, run the whole test suite.
+# The project's test command: set up the environment, lint, type-check, run the whole test suite.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -k artifact`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +14,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 echo "== ruff" >&2
 ruff check .
 ruff format --check .
+echo "== mypy" >&2
+mypy  # files and settings: [tool.mypy] in pyproject.toml
 echo "== pytest" >&2
 python -m pytest "$@"

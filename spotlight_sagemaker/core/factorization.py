@@ -232,13 +232,17 @@ class ImplicitFactorizationModel:
     def _apply_popularity_prior(self) -> None:
         """Scores get ``popularity_prior * log(1 + training count)`` per item (eval mode only)."""
         c = self.hyperparameters["popularity_prior"]
+        if self.item_counts is None:
+            raise NotFittedError("the model has no training statistics")
         prior = (c * np.log1p(self.item_counts.astype(np.float64))).astype(np.float32)
         self._require().set_item_prior(torch.from_numpy(prior).to(self.device))
 
     def _train(
         self, data: Interactions, epochs: int, callback: Callable[[EpochStats], bool | None] | None
     ) -> None:
-        trainer = Trainer(self._net, self._opt, data, self.hyperparameters, self._gen, self.device)
+        net, opt, gen = self._require(), self._opt, self._gen
+        assert opt is not None and gen is not None, "fit() builds the optimizer with the net"
+        trainer = Trainer(net, opt, data, self.hyperparameters, gen, self.device)
         n = len(data)
         for _ in range(epochs):
             start = time.perf_counter()
@@ -263,7 +267,7 @@ class ImplicitFactorizationModel:
         would otherwise train on, be checkpointed and served as NaN scores)."""
         bad = None if math.isfinite(loss) else f"the loss is {loss}"
         if bad is None:
-            for name, param in self._net.named_parameters():
+            for name, param in self._require().named_parameters():
                 if not bool(torch.isfinite(param).all()):
                     bad = f"{name} holds non-finite values"
                     break
@@ -274,11 +278,26 @@ class ImplicitFactorizationModel:
                 f"(it is {lr:g}) or a larger l2"
             )
 
+    def copy_parameters(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the embeddings and biases (e.g. to keep the best epoch's)."""
+        return {k: v.detach().clone() for k, v in self._require().state_dict().items()}
+
+    def load_parameters(self, params: dict[str, torch.Tensor]) -> None:
+        """Put back parameters from :meth:`copy_parameters` (the optimizer state is kept)."""
+        self._require().load_state_dict(params)
+
     # ------------------------------------------------------------------ scoring
     def _require(self) -> BilinearNet:
         if self._net is None:
             raise NotFittedError("the model is not fitted: call fit() or load() first")
         return self._net
+
+    def _map(self, kind: str) -> IdMap:
+        """The user or item id map of a fitted model."""
+        found = self.user_map if kind == "user_id" else self.item_map
+        if found is None:
+            raise NotFittedError("the model is not fitted: call fit() or load() first")
+        return found
 
     @torch.no_grad()
     def predict(
@@ -395,11 +414,12 @@ class ImplicitFactorizationModel:
         n: int = 10,
         exclude_seen: bool = True,
         unknown: str = "fallback",
-    ) -> Recommendation | list[Recommendation]:
+    ) -> Recommendation | list[Recommendation] | None:
         """Top-``n`` raw item ids and scores for one raw user id or a batch of them.
 
         Args:
-            user_ids: one raw id (returns one Recommendation) or a sequence (returns a list).
+            user_ids: one raw id (returns one Recommendation, or None when skipped) or a
+                sequence (returns a list).
             n: how many items per user (fewer when the user has seen nearly every item).
             exclude_seen: drop the items the user interacted with in training.
             unknown: for users the model has never seen: ``"fallback"`` (most popular items,
@@ -411,7 +431,7 @@ class ImplicitFactorizationModel:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         unknown = _UNKNOWN_ALIASES.get(unknown, unknown)
-        single, raws, idx, known = self._lookup(user_ids, self.user_map, unknown, "user_id")
+        single, raws, idx, known = self._lookup(user_ids, self._map("user_id"), unknown, "user_id")
         top_i, top_s = self.recommend_indices(idx[known], n, exclude_seen)
         return self._assemble(single, raws, known, top_i, top_s, unknown, n)
 
@@ -441,7 +461,7 @@ class ImplicitFactorizationModel:
     ) -> Recommendation | list[Recommendation] | None:
         """Recommendations in query order: top rows for known ids, the popularity fallback (or
         nothing) for unknown ones."""
-        ids = self.item_map.ids
+        ids = self._map("item_id").ids
         out: list[Recommendation] = []
         rows = iter(range(len(top_i)))
         for raw, ok in zip(raws, known, strict=True):
@@ -467,7 +487,7 @@ class ImplicitFactorizationModel:
 
     def _popular(self, raw: str, n: int) -> Recommendation:
         order, share = self.popular_items(n)
-        return Recommendation(raw, self.item_map.ids[order].tolist(), share.tolist(), True)
+        return Recommendation(raw, self._map("item_id").ids[order].tolist(), share.tolist(), True)
 
     @torch.no_grad()
     def similar_items(
@@ -479,7 +499,7 @@ class ImplicitFactorizationModel:
         """
         self._require()
         unknown = _UNKNOWN_ALIASES.get(unknown, unknown)
-        single, raws, idx, known = self._lookup(item_ids, self.item_map, unknown, "item_id")
+        single, raws, idx, known = self._lookup(item_ids, self._map("item_id"), unknown, "item_id")
         top_i, top_s = self.similar_indices(idx[known], n)
         return self._assemble(single, raws, known, top_i, top_s, unknown, n)
 

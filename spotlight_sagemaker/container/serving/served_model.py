@@ -38,8 +38,11 @@ class ServedModel:
         self.model = model
         self.num_items = model.num_items
         self.unknown = {False: unknown_user, True: unknown_item}
-        self.vocab = codec.ItemVocab(model.item_map.ids)
-        self.min_item_len = min((len(i) for i in model.item_map.to_list()), default=1)
+        items = model.item_map
+        if items is None:
+            raise ValueError("the model is not fitted: nothing to serve")
+        self.vocab = codec.ItemVocab(items.ids)
+        self.min_item_len = min((len(i) for i in items.to_list()), default=1)
         self.popular = model.popular_items(model.num_items)
         # (loading refuses non-finite parameters; predict_fn refuses non-finite scores)
         self.unknown_seen = {False: 0, True: 0}

@@ -58,7 +58,7 @@ def fingerprint(
     h.update(np.ascontiguousarray(train.item_ids, dtype=np.int64).tobytes())
     if train.weights is not None:
         h.update(np.ascontiguousarray(train.weights, dtype=np.float32).tobytes())
-    skip = _NOT_FINGERPRINTED
+    skip: tuple[str, ...] = _NOT_FINGERPRINTED
     if hyperparameters.get("lr_decay", "none") != "none":
         skip = ("device", *_SCORING_ONLY)  # the schedule depends on n_iter: it must match too
     hp = {k: v for k, v in hyperparameters.items() if k not in skip}

@@ -420,7 +420,9 @@ class _Job:
             _continue(model, data.fit, cap, on_epoch)
         epochs = model.epochs_trained
         if self.choose:
-            epochs = best["epoch"] = _best_epoch(history)
+            chosen = _best_epoch(history)
+            assert chosen is not None, "the epoch search scores every epoch it trains"
+            epochs = best["epoch"] = chosen
             if best["params"] is not None:
                 _restore_params(model, best["params"], epochs)
             elif epochs != model.epochs_trained:  # resumed past the best epoch: rebuild it
@@ -460,6 +462,7 @@ class _Job:
         """The model to serve, trained on every training-channel row."""
         data = self.data
         if report is not None and not data.holdout:
+            assert self.validated is not None, "validate() ran first"
             return self.validated  # a validation channel: the validated model trained on all
         override: dict[str, Any] = {}
         phase = None
@@ -569,11 +572,11 @@ def _should_stop(history: list[dict[str, Any]], patience: int, max_epochs: int) 
 
 
 def _copy_params(model: ImplicitFactorizationModel) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model._net.state_dict().items()}
+    return model.copy_parameters()
 
 
 def _restore_params(model: ImplicitFactorizationModel, params, epochs: int) -> None:
-    model._net.load_state_dict(params)
+    model.load_parameters(params)
     model.epochs_trained = epochs
     model.history = model.history[:epochs]
 

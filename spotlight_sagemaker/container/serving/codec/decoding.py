@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Callable
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def _nonblank(text: str) -> tuple[list[str], list[int]]:
     return lines, numbers
 
 
-Decoded = tuple[list[int], list[object], str]  # record numbers, parsed records, "line"/"record"
+Decoded = tuple[list[int], list[Any], str]  # record numbers, parsed records, "line"/"record"
 
 
 def _decode_jsonlines(text: str) -> Decoded:
@@ -178,14 +179,14 @@ def _decode_csv(text: str) -> Decoded:
     return numbers, values, "line"
 
 
-def _queries(numbers: list[int], records: list[object], unit: str, limits: Limits) -> Queries:
+def _queries(numbers: list[int], records: list[Any], unit: str, limits: Limits) -> Queries:
     """Validate records: a bulk path for uniform user records, else one record at a time."""
     fast = _uniform_user_records(numbers, records, unit, limits)
     return fast if fast is not None else _each_record(numbers, records, unit, limits)
 
 
 def _uniform_user_records(
-    numbers: list[int], records: list[object], unit: str, limits: Limits
+    numbers: list[int], records: list[Any], unit: str, limits: Limits
 ) -> Queries | None:
     """Bulk validation (C-level maps and sets) when every record is a dict with the same
     user-record keys and plain values; None sends the request to the per-record loop, which
@@ -230,7 +231,7 @@ def _uniform_user_records(
     return Queries(ids, np.zeros(count, dtype=bool), top_n, exclude, numbers, unit)
 
 
-def _each_record(numbers: list[int], records: list[object], unit: str, limits: Limits) -> Queries:
+def _each_record(numbers: list[int], records: list[Any], unit: str, limits: Limits) -> Queries:
     ids: list[str] = []
     top_n: list[int] = []
     items: list[int] = []
