@@ -244,9 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-seen", action="store_true", help="keep items the user rated")
     p.add_argument(
         "--unknown",
-        choices=("popular", "skip", "error"),
-        default="popular",
-        help="unknown users: popular items (default), skipped, or an error",
+        choices=("fallback", "skip", "error", "popular"),
+        default="fallback",
+        help="unknown users: the most popular items (fallback, the default; also spelled "
+        "popular), skipped, or an error",
     )
     p.add_argument("--movielens-dir", help="add MovieLens titles from this folder's u.item")
     p.set_defaults(func=cmd_recommend)

@@ -122,16 +122,12 @@ def test_missing_folder_or_files(tmp_path):
         ImplicitFactorizationModel.load(tmp_path)
 
 
-def test_artifact_from_before_the_popularity_prior_scores_without_one(model, tmp_path):
-    saved = save_with_edited_config(  # as written by 0.1 artifacts
-        model, tmp_path, lambda c: c["hyperparameters"].pop("popularity_prior")
-    )
-    assert saved["hyperparameters"]["popularity_prior"] == model.popularity_prior != 0
-    old = ImplicitFactorizationModel.load(tmp_path, device="cpu")
-    assert old.popularity_prior == 0.0
-    shift = model.popularity_prior * np.log1p(model.item_counts)
-    users = np.arange(5)
-    assert np.allclose(old.score_users(users) + shift, model.score_users(users), atol=1e-5)
+@pytest.mark.parametrize("name", ["popularity_prior", "l2_rule"])
+def test_an_artifact_without_every_hyperparameter_is_refused(model, tmp_path, name):
+    """Written by a pre-release build: today's default would silently change its scores."""
+    save_with_edited_config(model, tmp_path, lambda c: c["hyperparameters"].pop(name))
+    with pytest.raises(ArtifactError, match=f"lacks the hyperparameter\\(s\\) {name}: .*retrain"):
+        ImplicitFactorizationModel.load(tmp_path, device="cpu")
 
 
 def test_artifact_files_are_readable_by_other_users(model, tmp_path):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .config import PARAMS
 from .errors import ArtifactError
 from .idmap import IdMap
 from .trainer import make_optimizer
@@ -122,10 +123,13 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
     arrays = _read_arrays(Path(path), config)
     try:
         hp = dict(config["hyperparameters"], device=device)
-        # written before the prior existed: those models scored without one
-        hp.setdefault("popularity_prior", 0.0)
-        # written before l2_rule existed: l2 was always Adam's weight decay
-        hp.setdefault("l2_rule", "weight_decay")
+        # every hyperparameter is written: a missing one would silently take today's default
+        missing = sorted(set(PARAMS) - set(hp))
+        if missing:
+            raise ArtifactError(
+                f"{Path(path) / CONFIG_FILE} lacks the hyperparameter(s) {', '.join(missing)}: "
+                "it was not written by a released spotlight-sagemaker; retrain the model"
+            )
         model = ImplicitFactorizationModel(config.get("preset", "default"), **hp)
         model.seed = config["seed"]
         model.epochs_trained = int(config["epochs_trained"])

@@ -1,8 +1,9 @@
 """Negative sampling: uniform over all items (Spotlight), or avoiding the user's positives.
 
-The "unseen" sampler keeps the training pairs as one sorted int64 key array
-(``user * num_items + item``) and resamples the draws that hit a positive, so memory grows with
-the number of interactions, never with users x items.
+The "unseen" sampler resamples the draws that hit a positive (up to a few rounds). It looks
+positives up in a users x items bitmap when that has at most 2**25 cells (32 MB), and otherwise
+in one sorted int64 key array of the training pairs (``user * num_items + item``), so its memory
+grows with the number of interactions and is never more than 32 MB beyond them.
 """
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ class EmbeddedSagemakerClient:
             )
             instance_type = request["TransformResources"].get("InstanceType", "local")
             server = start_local_server(
-                {**model["PrimaryContainer"], "Environment": env}, None, root, instance_type
+                {**model["PrimaryContainer"], "Environment": env}, root, instance_type
             )
             record["ServerPid"] = server.pid  # local extra field: the stopped server's id
             print(
@@ -254,7 +254,6 @@ class EmbeddedSagemakerClient:
         try:
             server = start_local_server(
                 model["PrimaryContainer"],
-                None,
                 self.sagemaker_session.local_root,
                 variant.get("InstanceType", "local"),
             )

@@ -91,15 +91,14 @@ def require_java() -> str:
 
 def start_local_server(
     primary_container: dict[str, Any],
-    environment: dict[str, str] | None,
     root: Path,
     instance_type: str = "local",
 ) -> LocalServer:
     """Start a model server for ``primary_container`` (CreateModel's container definition).
 
     Args:
-        primary_container: ``ModelDataUrl`` (``file://`` tar.gz or folder) and ``Environment``.
-        environment: extra environment (a transform job's batch settings), over the model's.
+        primary_container: ``ModelDataUrl`` (``file://`` tar.gz or folder) and ``Environment``
+            (a transform job passes the model's with its batch settings merged in).
         root: the local mode's root folder (for ``s3://spotlight-local/...`` URIs).
         instance_type: ``"local"`` hides GPUs from the server (a CPU instance).
 
@@ -118,7 +117,6 @@ def start_local_server(
             "pip install 'spotlight-sagemaker[serving]'"
         ) from None
     env = dict(primary_container.get("Environment") or {})
-    env.update(environment or {})
     if instance_type == "local":
         env["CUDA_VISIBLE_DEVICES"] = ""
     workdir = Path(tempfile.mkdtemp(prefix="spotlight-endpoint-"))
