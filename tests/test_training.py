@@ -299,6 +299,22 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path, small_
     assert json.loads((resumed / "output/data/metrics.json").read_text())["resumed_from_epoch"] == 2
 
 
+def test_checkpoint_state_has_its_own_field_and_the_old_place_still_resumes(tmp_path, small_csv):
+    base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
+    args = ["--embedding_dim", "8", "--random_state", "5", "--validation_fraction", "0"]
+    assert main(args + ["--n_iter", "2"], environ(base)) == EXIT_OK
+    config_file = base / "checkpoints" / "epoch-000002" / "spotlight-model.json"
+    config = json.loads(config_file.read_text())
+    assert set(config["checkpoint"]) >= {"data_sha256", "hyperparameters"}
+    assert "checkpoint" not in config["metrics"]
+    # a checkpoint written when the state lived in metrics (same content, other place)
+    config["metrics"] = {"checkpoint": config.pop("checkpoint")}
+    config_file.write_text(json.dumps(config))
+    assert main(args + ["--n_iter", "3"], environ(base)) == EXIT_OK
+    metrics = json.loads((base / "output/data/metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == 2 and metrics["epochs_trained"] == 3
+
+
 def test_checkpoint_of_another_configuration_is_refused(tmp_path, small_csv):
     base = opt_ml(tmp_path, {"training": {"t.csv": small_csv}})
     assert main(FAST, environ(base)) == EXIT_OK

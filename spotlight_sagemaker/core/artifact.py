@@ -40,7 +40,11 @@ _PARAMS = ("user_embeddings", "item_embeddings", "user_biases", "item_biases")
 
 
 def save_model(
-    model: ImplicitFactorizationModel, path: str | os.PathLike, *, include_optimizer: bool = False
+    model: ImplicitFactorizationModel,
+    path: str | os.PathLike,
+    *,
+    include_optimizer: bool = False,
+    checkpoint: dict[str, Any] | None = None,
 ) -> None:
     """Write ``model`` into the folder ``path`` (created if needed)."""
     net = model._require()
@@ -78,6 +82,8 @@ def save_model(
         "has_optimizer_state": include_optimizer,
         "arrays_sha256": digest,
     }
+    if checkpoint is not None:
+        config["checkpoint"] = checkpoint
     json_tmp = _write_temp(
         folder, CONFIG_FILE, lambda fh: fh.write(json.dumps(config).encode("utf-8"))
     )

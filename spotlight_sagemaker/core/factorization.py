@@ -504,11 +504,24 @@ class ImplicitFactorizationModel:
         return self._assemble(single, raws, known, top_i, top_s, unknown, n)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike, *, include_optimizer: bool = False) -> None:
-        """Write the pickle-free artifact (JSON + npz) into the folder ``path``."""
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        include_optimizer: bool = False,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the pickle-free artifact (JSON + npz) into the folder ``path``.
+
+        Args:
+            include_optimizer: also the optimizer and RNG state, to resume training.
+            checkpoint: JSON-able state of the caller's training run, written in the config's
+                own ``checkpoint`` field (read back with ``artifact.read_config``), never into
+                ``metrics``.
+        """
         from .artifact import save_model
 
-        save_model(self, path, include_optimizer=include_optimizer)
+        save_model(self, path, include_optimizer=include_optimizer, checkpoint=checkpoint)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> ImplicitFactorizationModel:

@@ -80,14 +80,17 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def save_checkpoint(model: ImplicitFactorizationModel, folder: Path, keep: int = KEEP) -> Path:
-    """Write ``model`` as ``folder/epoch-<n>`` atomically and prune older checkpoints."""
+def save_checkpoint(
+    model: ImplicitFactorizationModel, folder: Path, state: dict[str, Any], keep: int = KEEP
+) -> Path:
+    """Write ``model`` as ``folder/epoch-<n>`` atomically, with ``state`` (the fingerprint and
+    the run's progress) in the artifact's ``checkpoint`` field, and prune older checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{model.epochs_trained:06d}"
     tmp = folder / f"{_TMP_PREFIX}{model.epochs_trained:06d}.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save(tmp, include_optimizer=True)
+    model.save(tmp, include_optimizer=True, checkpoint=state)
     final = folder / name
     if final.exists():  # left by an interrupted run that got this far before
         shutil.rmtree(final)
@@ -150,7 +153,8 @@ def find_resumable(
             logger.warning("checkpoint %s cannot be read (%s); trying an older one", path, exc)
             problems.append(str(exc))
             continue
-        stored = (config.get("metrics") or {}).get("checkpoint") or {}
+        # (checkpoints written before the field existed kept it under metrics)
+        stored = config.get("checkpoint") or (config.get("metrics") or {}).get("checkpoint") or {}
         why = _mismatch(stored, expected)
         epochs = int(config.get("epochs_trained", 0))
         if why is None and epochs > n_iter:

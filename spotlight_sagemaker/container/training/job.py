@@ -508,14 +508,8 @@ class _Job:
             return
         state["checkpointed_at"] = now
         extra = {"report": state["report"]} if "report" in state else {}
-        model.metrics = {
-            "checkpoint": {
-                **state["fingerprint"],
-                "validation_history": state["validation_history"],
-                **extra,
-            }
-        }
-        save_checkpoint(model, folder)
+        progress = {"validation_history": state["validation_history"], **extra}
+        save_checkpoint(model, folder, {**state["fingerprint"], **progress})
 
 
 #: The popularity priors ``popularity_prior=auto`` chooses from (on validation ndcg@10).
