@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.step("Train on the protocol's 80% split (RandomState(42))")
         train_part, test_part = random_train_test_split(data, 0.2, random_state=SPLIT_SEED)
         train_csv = work / "train" / "train.csv"
-        _write_pairs(train_csv, train_part)
+        train_part.to_csv(train_csv)
         evaluator = train(args, session, train_csv, "eval")
 
         progress.step("Evaluate the artifact against popularity on the 20% test split")
@@ -215,16 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {output / 'recommendations.csv'}, {output / 'metrics.json'}, {plot}")
     print(f"done in {time.perf_counter() - progress.t0:.0f}s")
     return 0
-
-
-def _write_pairs(path: Path, part: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    users = part.user_map.ids[part.user_ids]
-    items = part.item_map.ids[part.item_ids]
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["user_id", "item_id"])
-        writer.writerows(zip(users.tolist(), items.tolist(), strict=True))
 
 
 def _write_recommendations(path: Path, table: list[list[Any]]) -> None:

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, defaults
+from .contract import content_types
 
 PROG = "spotlight-sagemaker"
 
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func in (("train", cmd_train), ("transform", cmd_transform)):
         p = sub.add_parser(name, help=func.__doc__)
-        p.add_argument("--instance-type", choices=("local", "local_gpu"), default="local")
+        p.add_argument("--instance-type", choices=defaults.LOCAL_INSTANCE_TYPES, default="local")
         p.add_argument(
             "--root", help="local mode folder (default $SPOTLIGHT_LOCAL_DIR or ./spotlight-local)"
         )
@@ -232,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "--strategy", choices=("MultiRecord", "SingleRecord"), default="MultiRecord"
             )
             p.add_argument(
-                "--accept", default="text/csv", choices=("text/csv", "application/jsonlines")
+                "--accept",
+                default=content_types.CSV,
+                choices=(content_types.CSV, content_types.JSONLINES),
             )
             p.add_argument("--max-payload", type=int, help="MaxPayloadInMB")
         p.set_defaults(func=func)

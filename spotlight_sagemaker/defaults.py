@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .contract import content_types
 from .contract.hyperparameters import AUTO, AUTO_PARAMS, ONE_PROCESS, OPTIONS, is_launcher_setting
 from .core.config import PARAMS, coerce
 
@@ -43,8 +44,8 @@ REQUEST_LINE_BYTES = 35
 OUTPUT_ROW_BYTES = 21
 TRANSFORM_STRATEGY = "MultiRecord"
 TRANSFORM_ASSEMBLE_WITH = "Line"
-TRANSFORM_ACCEPT = "text/csv"
-TRANSFORM_CONTENT_TYPE = "application/jsonlines"
+TRANSFORM_ACCEPT = content_types.DEFAULT_ACCEPT
+TRANSFORM_CONTENT_TYPE = content_types.DEFAULT_REQUEST
 TRANSFORM_SPLIT_TYPE = "Line"
 #: Seconds the model server gives one request; a transform job waits 600 s per request by
 #: default (ModelClientConfig.InvocationsTimeoutInSeconds), the server's own default is 60 s.
@@ -100,7 +101,7 @@ MAX_TRANSFORM_ENV = 16
 
 
 #: Environment every SpotlightModel sets (the caller's ``env`` overrides it).
-MODEL_ENV: dict[str, str] = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+MODEL_ENV: dict[str, str] = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": content_types.DEFAULT_ACCEPT}
 
 
 def workers_env(model_server_workers: Any, aws_image: bool) -> dict[str, str]:

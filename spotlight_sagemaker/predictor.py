@@ -16,8 +16,10 @@ from sagemaker.deserializers import CSVDeserializer
 from sagemaker.predictor import Predictor
 from sagemaker.serializers import JSONLinesSerializer
 
-REQUEST_CONTENT_TYPE = "application/jsonlines"
-RESPONSE_ACCEPT = "text/csv"
+from .contract import content_types
+
+REQUEST_CONTENT_TYPE = content_types.JSONLINES
+RESPONSE_ACCEPT = content_types.CSV
 
 
 class Recommended(NamedTuple):

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..defaults import LOCAL_INSTANCE_TYPES
+
 if TYPE_CHECKING:
     from .session import EmbeddedLocalSession
 
 MODE_ENV = "SPOTLIGHT_LOCAL_MODE"
 MODES = ("embedded", "docker")
-LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
 
 
 def local_mode() -> str:

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...contract import content_types
+
 #: the prefix of the stderr line a worker prints when the model cannot be served
 #: (:mod:`.handler_service`)
 STARTUP_FAILURE = "spotlight-sagemaker: the model cannot be served: "
@@ -289,7 +291,7 @@ def _server_env(
     env["PYTHONPATH"] = os.pathsep.join(paths)
     if not env.get("SAGEMAKER_PROGRAM"):  # the SDK sends "" when the code is in the image
         env["SAGEMAKER_PROGRAM"] = "inference.py"
-    env.setdefault("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "text/csv")
+    env.setdefault("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", content_types.DEFAULT_ACCEPT)
     if env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").isdigit():  # MMS caps responses alike
         size = int(env["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) * 1024 * 1024
         env.setdefault("SPOTLIGHT_MAX_RESPONSE_BYTES", str(size))

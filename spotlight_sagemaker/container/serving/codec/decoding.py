@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ....contract.content_types import CSV, JSON, JSONLINES, media_type
 from .errors import BadRequestError, PayloadTooLargeError, UnsupportedContentTypeError
 from .records import Limits, Queries
 
@@ -17,16 +18,6 @@ _QUERY_KEYS = {"user_id": False, "item_id": True}  # key -> asks for similar ite
 _RECORD_KEYS = frozenset(("user_id", "item_id", "top_n", "exclude_seen"))
 _USER_KEYS = frozenset(("user_id", "top_n", "exclude_seen"))
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
-
-
-def media_type(header: str | None) -> tuple[str, dict[str, str]]:
-    """``"Application/JSON; charset=UTF-8"`` -> ``("application/json", {"charset": "utf-8"})``."""
-    parts = (header or "").split(";")
-    params = {}
-    for p in parts[1:]:
-        key, _, value = p.partition("=")
-        params[key.strip().lower()] = value.strip().strip('"').lower()
-    return parts[0].strip().lower(), params
 
 
 def decode(
@@ -52,8 +43,8 @@ def decode(
     if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
         raise UnsupportedContentTypeError(f"unsupported charset {charset!r}; send UTF-8")
     text = _text(body)
-    if mtype != "application/json":  # one record per line: count before parsing any
-        _check_line_count(text, limits.max_records, header=mtype == "text/csv")
+    if mtype != JSON:  # one record per line: count before parsing any
+        _check_line_count(text, limits.max_records, header=mtype == CSV)
     numbers, records, unit = decoder(text)
     if not records:
         raise BadRequestError("empty payload: the request holds no records")
@@ -344,7 +335,7 @@ def _flag(value: object, where: str) -> bool:
 
 Decoder = Callable[[str], Decoded]
 DECODERS: dict[str, Decoder] = {
-    "application/jsonlines": _decode_jsonlines,
-    "application/json": _decode_json,
-    "text/csv": _decode_csv,
+    JSONLINES: _decode_jsonlines,
+    JSON: _decode_json,
+    CSV: _decode_csv,
 }

@@ -9,12 +9,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ....contract.content_types import CSV, JSON, JSONLINES, media_type
+from ....contract.content_types import DEFAULT_ACCEPT as DEFAULT_ACCEPT
 from .._fastcsv import SMALL, format_fixed, format_small, joined_rows
-from .decoding import media_type
 from .errors import NotAcceptableError, PayloadTooLargeError
 from .records import _CSV_SPECIAL, Limits, Results, _csv_field
-
-DEFAULT_ACCEPT = "text/csv"
 
 
 def negotiate(accept: str | None, default: str | None = None) -> str:
@@ -136,7 +135,7 @@ def _encode_json(results: Results) -> bytes:
 
 
 ENCODERS: dict[str, Callable[[Results], bytes]] = {
-    "text/csv": _encode_csv,
-    "application/jsonlines": _encode_jsonlines,
-    "application/json": _encode_json,
+    CSV: _encode_csv,
+    JSONLINES: _encode_jsonlines,
+    JSON: _encode_json,
 }
