@@ -81,3 +81,46 @@ def test_the_rules_catch_an_sdk_import(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("import boto3\nfrom sagemaker.session import Session\nfrom . import x\n")
     assert _imported_names(probe) == ["boto3", "sagemaker.session"]
+
+
+#: folder -> the parts of the package its modules may import (the package root only for
+#: ``__version__``): the container side never reaches the client modules, the core and the
+#: contract never reach a container.
+ALLOWED_INTERNAL = {
+    "container/training": ("core", "contract", "container.training"),
+    "container/serving": ("core", "contract", "container.serving"),
+    "contract": ("core", "contract"),
+    "core": ("core",),
+}
+
+
+def _internal_imports(path: Path) -> list[str]:
+    """Package-relative module names of the ``from .x import y`` statements in ``path``."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = parts[: len(parts) - node.level + 1]
+            out.append(".".join([*base, *([node.module] if node.module else [])]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE.name):
+            out.append(node.module)
+    return out
+
+
+@pytest.mark.parametrize("folder", CONTAINER_SIDE)
+def test_container_side_imports_stay_on_their_side(folder):
+    allowed = [f"{PACKAGE.name}.{a}" for a in ALLOWED_INTERNAL[folder]]
+    offending = [
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in sorted((PACKAGE / folder).rglob("*.py"))
+        for name in _internal_imports(path)
+        if name != PACKAGE.name and not any(name == a or name.startswith(a + ".") for a in allowed)
+    ]
+    assert offending == []
+
+
+def test_the_internal_rule_resolves_relative_imports(tmp_path):
+    probe = PACKAGE / "container" / "serving" / "codec" / "decoding.py"
+    names = _internal_imports(probe)
+    assert f"{PACKAGE.name}.contract.content_types" in names
+    assert f"{PACKAGE.name}.container.serving.codec.errors" in names
