@@ -457,3 +457,105 @@ def test_deploy_of_a_model_that_cannot_be_served_fails_with_model_fns_message(es
     model = estimator.create_model(env={"SPOTLIGHT_UNKNOWN_USER": "bogus"})
     with pytest.raises(UnexpectedStatusException, match="the model cannot be served: .*UNKNOWN"):
         model.deploy(initial_instance_count=1, instance_type="local")
+
+
+class _LoopbackOnly:
+    """Fails any socket connection beyond 127.0.0.1 / ::1 in this process, and records it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import socket
+
+        self.attempts: list[str] = []
+        real_connect = socket.socket.connect
+        real_connect_ex = socket.socket.connect_ex
+        guard = self
+
+        def check(address: object) -> None:
+            host = address[0] if isinstance(address, tuple) else str(address)
+            if isinstance(address, tuple) and host not in ("127.0.0.1", "::1", "localhost"):
+                guard.attempts.append(f"{host}:{address[1]}")
+                raise OSError(f"test guard: connection to {host}:{address[1]} refused")
+
+        def connect(sock, address):
+            check(address)
+            return real_connect(sock, address)
+
+        def connect_ex(sock, address):
+            check(address)
+            return real_connect_ex(sock, address)
+
+        real_getaddrinfo = socket.getaddrinfo
+
+        def getaddrinfo(host, *args, **kwargs):  # name lookups come first: refuse them too
+            name = host.decode() if isinstance(host, bytes) else str(host)
+            if name not in ("127.0.0.1", "::1", "localhost"):
+                guard.attempts.append(f"lookup {name}")
+                raise OSError(f"test guard: looking up {name} refused")
+            return real_getaddrinfo(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+        monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.slow
+def test_the_notebooks_steps_keep_every_byte_on_this_machine(
+    no_aws, tmp_path, ml100k_csv, monkeypatch
+):
+    """The reference notebook's S3 calls in local mode, with credentials that would work: no
+    connection leaves the machine, and the data is where the local root says."""
+    from sagemaker.s3 import S3Downloader, S3Uploader
+
+    from spotlight_sagemaker import SpotlightEstimator
+    from spotlight_sagemaker.local.paths import LocalPathError
+    from spotlight_sagemaker.local.session import AwsCallRefused
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALLOOKING00000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "a-secret-that-would-sign-requests")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    guard = _LoopbackOnly(monkeypatch)
+    root = tmp_path / "root"
+    sess = local_session("local", root=root)
+    bucket, prefix = sess.default_bucket(), "sagemaker/spotlight"
+
+    train_dir = tmp_path / "train_data"
+    train_dir.mkdir()
+    train_dir.joinpath("ml-100k-gt2.csv").write_bytes(ml100k_csv.read_bytes())
+    s3_train = sess.upload_data(str(train_dir), bucket, f"{prefix}/training")
+    assert s3_train == f"s3://{bucket}/{prefix}/training"
+    assert (root / prefix / "training" / "ml-100k-gt2.csv").read_bytes() == ml100k_csv.read_bytes()
+    assert sess.list_s3_files(bucket, f"{prefix}/training") == [
+        f"{prefix}/training/ml-100k-gt2.csv"
+    ]
+
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=sess, **HPS)
+    est.fit({"training": s3_train})
+
+    requests = tmp_path / "recommendation.requests"
+    requests.write_bytes(SEED_REQUESTS)
+    s3_requests = S3Uploader.upload(
+        str(requests), f"s3://{bucket}/{prefix}/requests", sagemaker_session=sess
+    )
+    assert s3_requests == f"s3://{bucket}/{prefix}/requests/recommendation.requests"
+    transformer = est.transformer(instance_type="local", strategy="SingleRecord")
+    transformer.transform(s3_requests, content_type="application/jsonlines", split_type="Line")
+    transformer.wait()
+
+    out_uri = transformer.output_path
+    listed = S3Downloader.list(out_uri, sagemaker_session=sess)
+    assert [u.rsplit("/", 1)[1] for u in listed] == ["recommendation.requests.out"]
+    text = S3Downloader.read_file(listed[0], sagemaker_session=sess)
+    assert len(text.strip().splitlines()) == 10
+    got = S3Downloader.download(out_uri, str(tmp_path / "results"), sagemaker_session=sess)
+    assert [Path(p).name for p in got] == ["recommendation.requests.out"]
+    assert Path(got[0]).read_text() == text
+    assert guard.attempts == []
+
+    # what is not local is refused by name, and still nothing connects
+    with pytest.raises(LocalPathError, match="s3://someone-elses-bucket/ is not on this machine"):
+        sess.upload_data(str(requests), "someone-elses-bucket", "x")
+    with pytest.raises(LocalPathError, match="not on this machine"):
+        S3Downloader.download("s3://someone-elses-bucket/x", str(tmp_path), sagemaker_session=sess)
+    with pytest.raises(AwsCallRefused, match="calls no AWS service"):
+        sess.boto_session.client("s3").list_buckets()
+    assert guard.attempts == []

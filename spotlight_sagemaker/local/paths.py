@@ -118,3 +118,37 @@ def extract_tar(archive: Path, dest: Path) -> None:
             if not target.is_relative_to(root) or member.issym() or member.islnk():
                 raise ValueError(f"{archive}: unsafe archive member {member.name!r}")
         tar.extractall(dest)
+
+
+def bucket_root(bucket: str | None, root: Path, what: str) -> Path:
+    """``root`` for the local bucket (or no bucket); any other bucket is refused.
+
+    Raises:
+        LocalPathError: a bucket other than :data:`LOCAL_BUCKET`.
+    """
+    if bucket in (None, "", LOCAL_BUCKET):
+        return root
+    raise LocalPathError(
+        f"{what}: s3://{bucket}/ is not on this machine; the embedded local mode keeps every "
+        f"byte local and calls no AWS service: use the session's default bucket "
+        f"({LOCAL_BUCKET}, which means {root}) or local paths, or run on AWS with an ml.* "
+        "instance type"
+    )
+
+
+def key_path(root: Path, key: str, what: str) -> Path:
+    """``root/key``, refusing a key that would leave ``root``."""
+    target = (root / key.lstrip("/")).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise LocalPathError(f"{what}: key {key!r} leaves the local root {root}")
+    return target
+
+
+def keys_under(root: Path, prefix: str) -> list[str]:
+    """The keys (root-relative POSIX paths of files) that start with ``prefix``, sorted, as
+    S3's ListObjects would list them."""
+    if not root.is_dir():
+        return []
+    prefix = prefix.lstrip("/")
+    keys = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return sorted(k for k in keys if k.startswith(prefix))

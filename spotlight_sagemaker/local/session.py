@@ -11,6 +11,7 @@ on this machine. No AWS credentials are read; SDK telemetry is off (nothing leav
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from sagemaker.local import LocalSession
 from sagemaker.session import _check_job_status
 
 from .client import EmbeddedRuntimeClient, EmbeddedSagemakerClient
-from .paths import LOCAL_BUCKET, default_root, to_path
+from .paths import LOCAL_BUCKET, bucket_root, default_root, key_path, keys_under, to_path
 
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/spotlight-local"
 DEFAULT_REGION = "us-east-1"
@@ -67,13 +68,15 @@ class EmbeddedLocalSession(LocalSession):
         **kwargs: Any,
     ) -> None:
         """Set up the local clients; unlike the SDK's, touches no AWS service."""
-        self.boto_session = boto_session
+        self.boto_session = _NoAwsBotoSession(boto_session.region_name)
         self._region_name = boto_session.region_name
         self.sagemaker_client = EmbeddedSagemakerClient(self)
         self.sagemaker_runtime_client = EmbeddedRuntimeClient(self.sagemaker_client)
         self.local_mode = True
-        self.s3_resource = None
-        self.s3_client = None
+        # no S3 client: the overrides below serve the SDK's S3 helpers from local files, and
+        # anything else that asks for one is refused (AwsRefused) instead of calling AWS
+        self.s3_resource = AwsRefused("s3")  # type: ignore[assignment]  # SDK types it None
+        self.s3_client = AwsRefused("s3")  # type: ignore[assignment]  # SDK types it None
         config = kwargs.get("sagemaker_config")
         if config:
             validate_sagemaker_config(config)
@@ -95,6 +98,70 @@ class EmbeddedLocalSession(LocalSession):
         """``spotlight-local``: the name under which the SDK's defaults reach ``local_root``."""
         self._default_bucket = LOCAL_BUCKET  # type: ignore[assignment]  # SDK sets it None
         return LOCAL_BUCKET
+
+    # --- S3, on this machine: the SDK's helpers (S3Uploader, S3Downloader, the notebook's
+    # upload_data) call these; with the SDK's own versions they would reach AWS.
+    def upload_data(
+        self,
+        path: str,
+        bucket: str | None = None,
+        key_prefix: str = "data",
+        callback: Any = None,
+        extra_args: Any = None,
+    ) -> str:
+        """Copy a file or folder under ``s3://spotlight-local/<key_prefix>`` (= the local root);
+        returns that URI (with the file name for a file), as the SDK's does."""
+        root = bucket_root(bucket, self.local_root, "upload_data")
+        source = Path(path)
+        if not source.exists():
+            raise FileNotFoundError(f"upload_data: {path!r} does not exist")
+        prefix = key_prefix.strip("/")
+        if source.is_dir():
+            dest = key_path(root, prefix, "upload_data")
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+            return f"s3://{LOCAL_BUCKET}/{prefix}"
+        key = f"{prefix}/{source.name}" if prefix else source.name
+        dest = key_path(root, key, "upload_data")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest)
+        return f"s3://{LOCAL_BUCKET}/{key}"
+
+    def upload_string_as_file_body(
+        self, body: str, bucket: str, key: str, kms_key: str | None = None
+    ) -> str:
+        """Write ``body`` as the local file behind ``s3://spotlight-local/<key>``."""
+        dest = key_path(bucket_root(bucket, self.local_root, "upload"), key, "upload")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(body, encoding="utf-8")
+        return f"s3://{LOCAL_BUCKET}/{key.lstrip('/')}"
+
+    def download_data(
+        self, path: str, bucket: str, key_prefix: str = "", extra_args: Any = None
+    ) -> list[str]:
+        """Copy the local files under ``s3://spotlight-local/<key_prefix>`` into ``path``, laid
+        out as the SDK's download lays out S3 objects; returns the copied paths."""
+        root = bucket_root(bucket, self.local_root, "download")
+        out = []
+        for key in keys_under(root, key_prefix):
+            tail = os.path.basename(key)
+            if not os.path.splitext(key_prefix)[1]:
+                tail = os.path.relpath(key, key_prefix)
+            dest = Path(path) / tail
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / key, dest)
+            out.append(str(dest))
+        return out
+
+    def read_s3_file(self, bucket: str, key_prefix: str) -> str:
+        """The text of the local file behind ``s3://spotlight-local/<key_prefix>``."""
+        source = key_path(bucket_root(bucket, self.local_root, "read"), key_prefix, "read")
+        if not source.is_file():
+            raise FileNotFoundError(f"s3://{bucket}/{key_prefix}: no such file ({source})")
+        return source.read_text(encoding="utf-8")
+
+    def list_s3_files(self, bucket: str, key_prefix: str) -> list[str]:
+        """The keys under ``s3://spotlight-local/<key_prefix>`` (files of the local root)."""
+        return keys_under(bucket_root(bucket, self.local_root, "list"), key_prefix)
 
     def expand_role(self, role: str | None) -> str:
         """The role as given (nothing reads it locally), or a placeholder ARN."""
@@ -163,3 +230,37 @@ def _telemetry_off(config: dict[str, Any]) -> dict[str, Any]:
     config["SageMaker"] = sagemaker
     config.setdefault("SchemaVersion", "1.0")
     return config
+
+
+class AwsCallRefused(RuntimeError):
+    """Something asked the embedded local session for an AWS client."""
+
+
+class AwsRefused:
+    """Stands where an AWS client would be: any use says that local mode calls no AWS."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        raise AwsCallRefused(
+            f"the embedded local mode calls no AWS service ({self._service}.{name} was asked "
+            "for); local mode reads and writes local files only: run on AWS with an ml.* "
+            "instance type for that call"
+        )
+
+
+class _NoAwsBotoSession:
+    """The session's ``boto_session``: the region, and refused clients."""
+
+    def __init__(self, region_name: str) -> None:
+        self.region_name = region_name
+
+    def client(self, service_name: str, *args: Any, **kwargs: Any) -> AwsRefused:
+        return AwsRefused(service_name)
+
+    def resource(self, service_name: str, *args: Any, **kwargs: Any) -> AwsRefused:
+        return AwsRefused(service_name)
+
+    def get_credentials(self) -> None:
+        return None  # nothing to sign: no request leaves the machine
