@@ -186,6 +186,29 @@ def test_transform_then_deploy_predict_delete(estimator, session, requests_file,
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_transform_of_50000_users_answers_every_row(estimator, session, tmp_path):
+    """Beyond the old ~6,400-user cliff (the server's response cap was MaxPayloadInMB, below
+    the codec's limit, so the worker died instead of answering): every row checked."""
+    users = [str(1 + i % 943) for i in range(50_000)]
+    requests = tmp_path / "all-users.jsonl"
+    requests.write_text("".join(f'{{"user_id": "{u}", "top_n": "10"}}\n' for u in users))
+    transformer = estimator.transformer(instance_type="local")
+    transformer.transform(str(requests), wait=True)
+    rows = read_transform_output(
+        session.local_path(transformer.output_path) / "all-users.jsonl.out"
+    )
+    assert len(rows) == 500_000
+    expected = {
+        r.query_id: r.item_ids
+        for r in load_artifact(estimator.model_data).recommend(sorted(set(users)), n=10)
+    }
+    for n, user in enumerate(users):
+        got = rows[10 * n : 10 * n + 10]
+        assert {r.user_id for r in got} == {user}, n
+        assert [r.item_id for r in got] == expected[user], n
+
+
 def test_malformed_requests_fail_the_job_and_write_nothing(estimator, session, tmp_path):
     requests = tmp_path / "in" / "bad.jsonl"
     requests.parent.mkdir()

@@ -152,15 +152,38 @@ def entry_points_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+#: Multi Model Server's (and TorchServe's) default request and response caps, in bytes.
+MMS_DEFAULT_CAP = 6_553_500
+#: Headroom of the server's response cap over the codec's (SPOTLIGHT_MAX_RESPONSE_BYTES), so a
+#: response the codec lets through is never one that kills the worker.
+RESPONSE_CAP_MARGIN = 1024 * 1024
+
+
+def payload_caps(env: dict[str, str]) -> tuple[int, int]:
+    """(request cap, codec response limit) for a server with this environment.
+
+    Requests: ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` MiB (what a transform job sends at most), never
+    below the default. Responses: ``SPOTLIGHT_MAX_RESPONSE_BYTES`` when set, else the request
+    cap (MultiRecord responses are larger than their requests; the codec answers 413 above it).
+    """
+    mb = env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "")
+    request = max(MMS_DEFAULT_CAP, int(mb) * 1024 * 1024 if mb.isdigit() else 0)
+    response = env.get("SPOTLIGHT_MAX_RESPONSE_BYTES", "")
+    return request, int(response) if response.isdigit() else request
+
+
 def mms_config(
     host: str,
     port: int,
     workers: int | None = None,
     timeout_s: int = 60,
-    max_request_mb: int | None = None,
+    max_request_bytes: int | None = None,
     management_port: int | None = None,
+    max_response_bytes: int | None = None,
 ) -> str:
-    """The MMS properties: inference on ``host:port``, management on 127.0.0.1 only."""
+    """The MMS properties: inference on ``host:port``, management on 127.0.0.1 only, the
+    request cap, and a response cap :data:`RESPONSE_CAP_MARGIN` above ``max_response_bytes``
+    (the codec's limit)."""
     if management_port is None or management_port == port:
         raise ValueError("the management API needs a port of its own")
     lines = [
@@ -172,9 +195,10 @@ def mms_config(
     ]
     if workers:
         lines.append(f"default_workers_per_model={workers}")
-    if max_request_mb:
-        size = max_request_mb * 1024 * 1024
-        lines += [f"max_request_size={size}", f"max_response_size={size}"]
+    if max_request_bytes:
+        lines.append(f"max_request_size={max_request_bytes}")
+    if max_response_bytes:
+        lines.append(f"max_response_size={max_response_bytes + RESPONSE_CAP_MARGIN}")
     return _BASE_CONFIG + "\n".join(lines) + "\n"
 
 
@@ -209,7 +233,7 @@ def start_model_server(
     management_port = free_port(MANAGEMENT_HOST, exclude=(port,))
     workdir = Path(tempfile.mkdtemp(prefix="spotlight-mms-"))
     child_env = _server_env(model_dir, workdir, workers, env)
-    limits_mb = child_env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB")
+    request_cap, response_limit = payload_caps(child_env)
     config = workdir / "mms.properties"
     config.write_text(
         mms_config(
@@ -217,8 +241,9 @@ def start_model_server(
             port,
             workers,
             int(child_env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60")),
-            int(limits_mb) if limits_mb else None,
+            request_cap,
             management_port,
+            response_limit,
         )
     )
     cmd = [
@@ -292,9 +317,9 @@ def _server_env(
     if not env.get("SAGEMAKER_PROGRAM"):  # the SDK sends "" when the code is in the image
         env["SAGEMAKER_PROGRAM"] = "inference.py"
     env.setdefault("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", content_types.DEFAULT_ACCEPT)
-    if env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").isdigit():  # MMS caps responses alike
-        size = int(env["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) * 1024 * 1024
-        env.setdefault("SPOTLIGHT_MAX_RESPONSE_BYTES", str(size))
+    # the codec's response limit, which the server's response cap then sits above (a bad
+    # value is kept: the codec refuses it at start-up, naming it)
+    env.setdefault("SPOTLIGHT_MAX_RESPONSE_BYTES", str(payload_caps(env)[1]))
     if "SPOTLIGHT_TORCH_THREADS" not in env:  # MMS runs one worker per CPU unless told
         cpus = os.cpu_count() or 1
         env["SPOTLIGHT_TORCH_THREADS"] = str(max(1, cpus // (workers or cpus)))
