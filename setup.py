@@ -18,6 +18,9 @@ INSTALL_REQUIRES = ["numpy>=1.24", "torch>=2.6"]
 SDK = ["sagemaker>=2.242,<3", "boto3>=1.34"]
 TRAINING = ["sagemaker-training>=4.7"]
 SERVING = ["sagemaker-inference>=1.10", "multi-model-server>=1.1.11", "setuptools<81"]
+# Local mode (instance_type="local"): the client, plus the toolkits its jobs run on this machine
+# (the model server also needs a Java runtime, which pip cannot install).
+LOCAL = [*SDK, *TRAINING, *SERVING]
 # The toolkits of the AWS PyTorch 2.6.0 images, at the versions those images install, so the tests
 # run the real stack: the training image's launcher (sagemaker_pytorch_container.training:main;
 # 3.0.0 is the release for sagemaker-training 5, which TRAINING installs) and the inference
@@ -66,6 +69,7 @@ setup(
         "sdk": SDK,
         "training": TRAINING,
         "serving": SERVING,
+        "local": LOCAL,
         "dlc": DLC,
         "examples": EXAMPLES,
         "bench": BENCH,

@@ -226,6 +226,24 @@ def test_malformed_requests_fail_the_job_and_write_nothing(estimator, session, t
 
 
 # ---------------------------------------------------------------------- bad inputs
+def test_a_missing_toolkit_names_the_extra_to_install(session, ml100k_csv, monkeypatch):
+    import importlib.util
+
+    from spotlight_sagemaker import SpotlightEstimator
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sagemaker_training" else real(name, *a),
+    )
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=session, **HPS)
+    with pytest.raises(
+        UnexpectedStatusException, match=r"pip install 'spotlight-sagemaker\[local\]'"
+    ):
+        est.fit(str(ml100k_csv))
+
+
 def test_missing_training_file_fails_before_any_job(session, tmp_path):
     from spotlight_sagemaker import SpotlightEstimator
 

@@ -113,8 +113,8 @@ def start_local_server(
         )
     except ImportError as exc:  # sagemaker-inference / multi-model-server not installed
         raise ServerSetupError(
-            f"the local model server needs the 'serving' extra ({exc}): "
-            "pip install 'spotlight-sagemaker[serving]'"
+            f"local endpoints and transform jobs need the model server ({exc}): "
+            "pip install 'spotlight-sagemaker[local]'"
         ) from None
     env = dict(primary_container.get("Environment") or {})
     if instance_type == "local":

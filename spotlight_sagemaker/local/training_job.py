@@ -14,6 +14,7 @@ the failure file's text as its reason.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -72,6 +73,12 @@ def run_training_job(
     stream = stream or sys.stdout
     name = request["TrainingJobName"]
     started = datetime.now(timezone.utc)
+    if importlib.util.find_spec("sagemaker_training") is None:
+        reason = (
+            "ClientError: local training jobs run the sagemaker-training toolkit, which is not "
+            "installed: pip install 'spotlight-sagemaker[local]'"
+        )
+        return TrainingResult("Failed", reason, None, [], started, _now())
     base = Path(tempfile.mkdtemp(prefix=f"spotlight-train-{name[:40]}-"))
     try:
         try:
