@@ -11,6 +11,7 @@ import csv
 import gzip
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -275,6 +276,26 @@ def test_bad_training_data_reports_the_failure_file(session, tmp_path):
         est.fit(str(bad))
     job = est.latest_training_job.name
     assert not (session.local_root / job / "output" / "model.tar.gz").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"join_source": "Input"}, "join_source='Input'"),
+        ({"input_filter": "$.user_id"}, "input_filter='$.user_id'"),
+        ({"output_filter": "$[0]"}, "output_filter='$[0]'"),
+    ],
+)
+def test_transform_data_processing_is_refused_not_ignored(estimator, requests_file, kwargs, named):
+    transformer = estimator.transformer(instance_type="local")
+    with pytest.raises(UnexpectedStatusException, match=re.escape(named)):
+        transformer.transform(str(requests_file), wait=True, **kwargs)
+    job = estimator.sagemaker_session.sagemaker_client.describe_transform_job(
+        TransformJobName=transformer.latest_transform_job.name
+    )
+    assert (
+        "local mode does not implement Batch Transform's data processing" in (job["FailureReason"])
+    )
 
 
 def test_missing_transform_input_and_foreign_bucket(session, tmp_path):

@@ -79,6 +79,19 @@ def plan_transform(request: dict[str, Any], root: Path) -> TransformPlan:
         LocalPathError: an empty input folder or an S3 URI of another bucket.
     """
     tin, tout = request["TransformInput"], request["TransformOutput"]
+    processing = request.get("DataProcessing") or {}
+    asked = {
+        "input_filter": processing.get("InputFilter", "$"),
+        "output_filter": processing.get("OutputFilter", "$"),
+        "join_source": processing.get("JoinSource", "None"),
+    }
+    ignored = {k: v for k, v in asked.items() if v not in (None, "", "$", "None")}
+    if ignored:  # never silently: the output would not be what AWS writes
+        raise ValueError(
+            "local mode does not implement Batch Transform's data processing ("
+            + ", ".join(f"{k}={v!r}" for k, v in ignored.items())
+            + "): drop it, or run the transform on AWS with an ml.* instance type"
+        )
     source = tin["DataSource"]["S3DataSource"]
     if source.get("S3DataType", "S3Prefix") != "S3Prefix":
         raise ValueError(
