@@ -96,9 +96,15 @@ class SpotlightEstimator(Framework):
             image_uri: a training image to use instead of the AWS one.
             ship_code: upload ``train.py`` and the package (default). ``False`` needs an
                 ``image_uri`` with the package baked in (``docker/``).
-            entry_point: training script inside ``source_dir`` (default ``train.py``).
-            source_dir: folder or ``s3://.../sourcedir.tar.gz`` with the code (default: the
-                entry points and the package, staged in a temporary folder).
+            entry_point: training script inside ``source_dir`` (default ``train.py``, ours
+                unless ``source_dir`` has one).
+            source_dir: a local folder of your own code, staged in a temporary folder together
+                with the package and our entry points: its files win for their own names
+                (your ``train.py`` replaces ours) and ``spotlight_sagemaker/``, ``train.py``
+                and ``inference.py`` are added where it has none, so the job can always import
+                the package. An ``s3://.../sourcedir.tar.gz`` (or a folder of a
+                ``git_config`` repository) is used as given and must hold the package itself.
+                Default: the entry points and the package alone.
             base_job_name: prefix of job names.
             metric_definitions: defaults to
                 :data:`spotlight_sagemaker.contract.metric_lines.METRIC_DEFINITIONS`.
@@ -110,8 +116,10 @@ class SpotlightEstimator(Framework):
 
         Raises:
             ValueError: bad hyperparameters, versions without an image, no role outside
-                SageMaker, ``instance_count`` other than 1, inconsistent code options.
+                SageMaker, ``instance_count`` other than 1, inconsistent code options (an
+                ``entry_point`` that is not in ``source_dir``).
             TypeError: an unknown keyword argument.
+            FileNotFoundError: a local ``source_dir`` that is not a folder.
         """
         hps = dict(hyperparameters or {})
         for name in list(kwargs):
@@ -139,7 +147,9 @@ class SpotlightEstimator(Framework):
             )
         if image_uri is None:
             defaults.check_framework_version(framework_version, py_version, "training")
-        entry_point, source_dir = _code_options(ship_code, image_uri, entry_point, source_dir)
+        entry_point, source_dir = _code_options(
+            ship_code, image_uri, entry_point, source_dir, kwargs.get("git_config")
+        )
 
         session = resolve_session(sagemaker_session, instance_type)
         role = resolve_role(role, session, instance_type)
@@ -360,7 +370,11 @@ def _decode(name: str, value: str) -> Any:
 
 
 def _code_options(
-    ship_code: bool, image_uri: str | None, entry_point: str | None, source_dir: str | None
+    ship_code: bool,
+    image_uri: str | None,
+    entry_point: str | None,
+    source_dir: str | None,
+    git_config: Any = None,
 ) -> tuple[str | None, str | None]:
     if not ship_code:
         if image_uri is None:
@@ -371,7 +385,8 @@ def _code_options(
         if entry_point or source_dir:
             raise ValueError("entry_point/source_dir cannot be combined with ship_code=False")
         return None, None
-    return entry_point or defaults.TRAIN_ENTRY_POINT, source_dir or staging.source_dir()
+    entry_point = entry_point or defaults.TRAIN_ENTRY_POINT
+    return entry_point, staging.resolve(source_dir, entry_point, git_config)
 
 
 def _transform_instance_type(instance_type: str | None, fallback: Any) -> str:

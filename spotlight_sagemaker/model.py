@@ -47,13 +47,19 @@ class SpotlightModel(PyTorchModel):
             model_data: ``s3://.../model.tar.gz`` (``file://`` in local mode) of a training run.
             role: IAM role ARN; may be omitted inside SageMaker, in local mode, or when the
                 SageMaker config file sets one.
-            entry_point: serving script inside ``source_dir`` (default ``inference.py``).
+            entry_point: serving script inside ``source_dir`` (default ``inference.py``, ours
+                unless ``source_dir`` has one).
             framework_version: PyTorch version of the AWS inference image (always passed on:
                 the SDK needs it even with ``image_uri``).
             py_version: Python version of the AWS inference image.
             image_uri: a serving image to use instead of the AWS one.
-            source_dir: folder or ``s3://.../sourcedir.tar.gz`` with the code (default: the
-                entry points and the package, staged in a temporary folder).
+            source_dir: a local folder of your own code, staged together with the package and
+                our entry points (your files win for their own names; ``spotlight_sagemaker/``,
+                ``train.py`` and ``inference.py`` are added where it has none), so the
+                repacked ``model.tar.gz:code/`` always holds the package. An
+                ``s3://.../sourcedir.tar.gz`` (or a folder of a ``git_config`` repository) is
+                used as given and must hold the package itself. Default: the entry points and
+                the package alone.
             ship_code: repack the code into the model (default). ``False`` needs an
                 ``image_uri`` with the package baked in (``docker/``).
             predictor_cls: what ``deploy()`` returns.
@@ -62,8 +68,10 @@ class SpotlightModel(PyTorchModel):
             **kwargs: arguments of ``PyTorchModel`` / ``FrameworkModel`` / ``Model``.
 
         Raises:
-            ValueError: versions without an inference image, inconsistent code options, no
-                role outside SageMaker (checked when a session is given).
+            ValueError: versions without an inference image, inconsistent code options (an
+                ``entry_point`` that is not in ``source_dir``), no role outside SageMaker
+                (checked when a session is given).
+            FileNotFoundError: a local ``source_dir`` that is not a folder.
         """
         if image_uri is None:
             defaults.check_framework_version(framework_version, py_version, "inference")
@@ -77,7 +85,7 @@ class SpotlightModel(PyTorchModel):
                 raise ValueError("entry_point/source_dir cannot be combined with ship_code=False")
         else:
             entry_point = entry_point or defaults.INFERENCE_ENTRY_POINT
-            source_dir = source_dir or staging.source_dir()
+            source_dir = staging.resolve(source_dir, entry_point, kwargs.get("git_config"))
         if role is None and sagemaker_session is not None:
             role = resolve_role(role, sagemaker_session, None, for_model=True)
         # requests without Accept (or with */*) get CSV, the workload's format, not the

@@ -8,6 +8,13 @@ therefore holds the two entry points at its root and this package beside them::
     inference.py
     spotlight_sagemaker/   (the package, without _entry_points/ and without caches)
 
+A user's own ``source_dir`` folder is staged together with these: its files are copied in
+first-level name by name and win over ours (their ``train.py`` replaces ours; a
+``spotlight_sagemaker/`` folder of theirs replaces the whole installed package), and whatever of
+``train.py``, ``inference.py`` and ``spotlight_sagemaker/`` the folder lacks is added, so that
+the archive can always import the package. An ``s3://`` source_dir (a ``sourcedir.tar.gz``) is
+used as given.
+
 The folder is staged in a fresh temporary directory: the SDK tars directories as they are
 (``__pycache__`` included) and refuses source directories under paths such as ``/root`` or
 ``~/.config``, where an installed package may live. No ``requirements.txt`` is written: the
@@ -18,10 +25,12 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -97,54 +106,133 @@ def _entry_point_files(folder: Path) -> list[Path]:
     )
 
 
-def _fingerprint(pkg: Path, pkg_files: list[Path], ep: Path, ep_files: list[Path]) -> tuple:
+def _user_files(folder: Path) -> list[Path]:
+    """Files of a user's source folder, relative to it, without caches and junk."""
+    out = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(p in _SKIP_DIRS or p.endswith(".egg-info") for p in rel.parts):
+            continue
+        if path.is_file() and _wanted(path):
+            out.append(rel)
+    return out
+
+
+def _fingerprint(*trees: tuple[Path, list[Path]]) -> tuple:
     def stat(p: Path) -> tuple:
         s = p.stat()
         return (str(p), s.st_size, s.st_mtime_ns)
 
-    return tuple(stat(pkg / f) for f in pkg_files) + tuple(stat(ep / f) for f in ep_files)
+    return tuple((str(root), *(stat(root / f) for f in files)) for root, files in trees)
 
 
-def source_dir(required: tuple[str, ...] = ("train.py", "inference.py")) -> str:
+def source_dir(
+    user_dir: str | os.PathLike[str] | None = None,
+    required: tuple[str, ...] = ("train.py", "inference.py"),
+) -> str:
     """A staged source directory with the entry points and the package (built once per change).
 
-    The directory is reused while the package's files are unchanged and removed when the
+    The directory is reused while the files that go into it are unchanged and removed when the
     process exits.
 
     Args:
-        required: entry points that must be present.
+        user_dir: a local folder of the user's own code to ship as well. Its files are copied
+            as they are (caches and editor leftovers skipped); an entry at its top level
+            replaces ours of the same name (``train.py``, ``inference.py``, or the whole
+            ``spotlight_sagemaker/`` package), and ours are added where it has none.
+        required: entry points that must be present (in ``user_dir`` or installed).
 
     Returns:
         The absolute path of the staged directory.
 
     Raises:
-        FileNotFoundError: a required entry point is not installed.
+        FileNotFoundError: ``user_dir`` is not a folder, or a required entry point is in
+            neither ``user_dir`` nor the installation.
     """
+    user: Path | None = None
+    user_files: list[Path] = []
+    if user_dir is not None:
+        user = Path(user_dir).expanduser().resolve()
+        if not user.is_dir():
+            raise FileNotFoundError(
+                f"source_dir {str(user_dir)!r} is not a folder: give a local folder of code or "
+                "an s3://.../sourcedir.tar.gz"
+            )
+        user_files = _user_files(user)
+    theirs = {rel.parts[0] for rel in user_files}
     pkg, ep = package_dir(), entry_points_dir()
-    pkg_files, ep_files = _package_files(pkg), _entry_point_files(ep)
-    missing = [name for name in required if Path(name) not in ep_files]
+    pkg_files = [] if PACKAGE in theirs else _package_files(pkg)
+    ep_files = [f for f in _entry_point_files(ep) if f.name not in theirs]
+    missing = [name for name in required if name not in theirs and Path(name) not in ep_files]
     if missing:
         raise FileNotFoundError(
             f"entry point(s) {missing} not found in {ep}: the spotlight_sagemaker installation "
             "is incomplete (reinstall the package)"
         )
-    key = _fingerprint(pkg, pkg_files, ep, ep_files)
+    trees = [(pkg, pkg_files), (ep, ep_files)] + ([(user, user_files)] if user else [])
+    key = _fingerprint(*trees)
     with _lock:
         staged = _staged.get(key)
         if staged is not None and staged.is_dir():
             return str(staged)
-        staged = Path(tempfile.mkdtemp(prefix="spotlight-sourcedir-"))
+        staged = Path(tempfile.mkdtemp(prefix="spotlight-sourcedir-")).resolve()
         for rel in ep_files:
             shutil.copy2(ep / rel, staged / rel)
         for rel in pkg_files:
             target = staged / PACKAGE / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(pkg / rel, target)
+        if user is not None:
+            for rel in user_files:
+                target = staged / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(user / rel, target)
+            if PACKAGE in theirs:
+                logger.info(
+                    "source_dir %s has its own %s/: it is shipped instead of the installed package",
+                    user,
+                    PACKAGE,
+                )
         if not _staged:
             atexit.register(_cleanup)
         _staged[key] = staged
-        logger.debug("staged %d files for the containers in %s", len(pkg_files), staged)
+        logger.debug(
+            "staged %d files for the containers in %s",
+            len(pkg_files) + len(ep_files) + len(user_files),
+            staged,
+        )
         return str(staged)
+
+
+def resolve(source_dir_arg: Any, entry_point: str, git_config: Any = None) -> Any:
+    """What an estimator or model passes to the SDK as ``source_dir``.
+
+    ``None`` is the staged entry points and package; a local folder is staged together with
+    them (:func:`source_dir`); an ``s3://`` URI (a ``sourcedir.tar.gz``), a pipeline variable
+    or a folder inside a ``git_config`` repository is used as given: the package is then
+    shipped only if that code holds it.
+
+    Raises:
+        FileNotFoundError: a local ``source_dir`` that is not a folder.
+        ValueError: ``entry_point`` is in neither the user's folder nor the shipped entry points.
+    """
+    if source_dir_arg is None:
+        return source_dir()
+    if (
+        git_config
+        or not isinstance(source_dir_arg, (str, os.PathLike))
+        or str(source_dir_arg).startswith("s3://")
+    ):
+        return source_dir_arg
+    with _lock:
+        ours = Path(source_dir_arg).expanduser().resolve() in _staged.values()
+    staged = str(source_dir_arg) if ours else source_dir(source_dir_arg)
+    if not (Path(staged) / entry_point).is_file():
+        raise ValueError(
+            f"entry_point {entry_point!r} is not in source_dir {str(source_dir_arg)!r} "
+            "(nor one of the shipped entry points train.py, inference.py)"
+        )
+    return staged
 
 
 def _cleanup() -> None:

@@ -231,6 +231,21 @@ def test_staged_source_dir_has_entry_points_and_package_without_junk():
     assert shipped.read_bytes() == (pkg / "core" / "config.py").read_bytes()
 
 
+def test_staging_a_user_folder_is_cached_and_a_staged_folder_is_not_restaged(tmp_path):
+    user = tmp_path / "code"
+    user.mkdir()
+    (user / "train.py").write_text("print('mine')\n")
+    staged = staging.source_dir(user)
+    assert staging.source_dir(user) == staged  # reused while nothing changed
+    assert staging.resolve(staged, "train.py") == staged  # e.g. create_model() in local mode
+    assert (Path(staged) / "train.py").read_text() == "print('mine')\n"
+    (user / "train.py").write_text("print('changed')\n")
+    restaged = staging.resolve(str(user), "train.py")
+    assert restaged != staged and (Path(restaged) / "train.py").read_text() == "print('changed')\n"
+    assert staging.resolve("s3://b/sourcedir.tar.gz", "train.py") == "s3://b/sourcedir.tar.gz"
+    assert staging.resolve("src", "train.py", git_config={"repo": "x"}) == "src"
+
+
 # ------------------------------------------------------------------------ payload arithmetic
 def test_the_client_knows_the_codec_s_record_limit():
     from spotlight_sagemaker.container.serving.codec import Limits

@@ -83,6 +83,43 @@ def test_model_trained_elsewhere_is_repacked_with_its_code(
     assert [row.split(",")[1] for row in out[2:]] == list(expected.item_ids)
 
 
+def test_a_user_source_dir_is_repacked_with_the_package(sm, model_uri, tmp_path):
+    """SpotlightModel(source_dir="my_code/") used to repack that folder alone into code/."""
+    user = tmp_path / "my_code"
+    user.mkdir()
+    handler = "import spotlight_sagemaker\nWHERE = spotlight_sagemaker.__file__\n"
+    (user / "inference.py").write_text(handler)
+    (user / "features.py").write_text("X = 1\n")
+    model = SpotlightModel(model_uri, role=ROLE, sagemaker_session=sm, source_dir=str(user))
+    transformer = model.transformer(instance_type="ml.m5.xlarge")
+    container = sm.sagemaker_client.describe_model(ModelName=transformer.model_name)[
+        "PrimaryContainer"
+    ]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    root = tmp_path / "opt-ml-model"
+    names = {n.lstrip("./") for n in read_tar(sm, container["ModelDataUrl"], root)}
+    assert {
+        "code/inference.py",
+        "code/features.py",
+        "code/train.py",
+        "code/spotlight_sagemaker/__init__.py",
+        "code/spotlight_sagemaker/container/serving/codec/__init__.py",
+        "spotlight-model.json",
+    } <= names
+    assert (root / "code" / "inference.py").read_text() == handler  # theirs, not ours
+    run = subprocess.run(
+        [sys.executable, "-c", "import inference; print(inference.WHERE)"],
+        cwd=root / "code",
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(root / "code" / "spotlight_sagemaker" / "__init__.py")
+
+    source = "s3://code-bucket/mine/sourcedir.tar.gz"
+    assert SpotlightModel(model_uri, role=ROLE, source_dir=source).source_dir == source
+
+
 def test_model_transformer_defaults_are_overridable(sm, model_uri):
     model = SpotlightModel(model_uri, role=ROLE, sagemaker_session=sm)
     default = model.transformer(instance_type="ml.m5.xlarge")

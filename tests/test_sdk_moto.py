@@ -246,6 +246,114 @@ def test_create_training_job_request_shape(sm):
         stub.assert_no_pending_responses()
 
 
+def _user_code(folder: Path, **files: str) -> Path:
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+_PROBE = "import helper, spotlight_sagemaker; print(spotlight_sagemaker.__file__, helper.X)\n"
+
+
+def test_a_user_source_dir_is_shipped_with_the_package(sm, tmp_path):
+    """source_dir="my_code/" used to upload that folder alone: train.py could not import us."""
+    created = capture(sm, "CreateTrainingJob")
+    user = _user_code(
+        tmp_path / "my_code",
+        **{
+            "train.py": _PROBE,
+            "helper.py": "X = 'mine'\n",
+            "data/vocab.txt": "a\n",
+            "__pycache__/helper.cpython-311.pyc": "junk",
+        },
+    )
+    est = SpotlightEstimator(
+        role=ROLE, instance_type=GPU, sagemaker_session=sm, source_dir=str(user) + "/"
+    )
+    est.fit("s3://data-bucket/ml-100k/", wait=False, job_name="spotlight-user-code")
+    hps = created[0]["HyperParameters"]
+    assert hps["sagemaker_program"] == '"train.py"'
+    root = tmp_path / "opt-ml-code"
+    names = {
+        n.lstrip("./") for n in read_tar(sm, json.loads(hps["sagemaker_submit_directory"]), root)
+    }
+    assert {
+        "train.py",
+        "helper.py",
+        "data/vocab.txt",
+        "inference.py",  # ours, for create_model(): the folder has none
+        "spotlight_sagemaker/__init__.py",
+        "spotlight_sagemaker/core/config.py",
+    } <= names
+    assert _junk(sorted(names)) == []
+    assert (root / "train.py").read_text() == _PROBE  # theirs wins over ours
+    # the job runs train.py in /opt/ml/code: it imports the shipped package
+    run = subprocess.run(
+        [sys.executable, "train.py"], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(root / "spotlight_sagemaker" / "__init__.py"), "mine"]
+
+    # a script of another name is found in the folder; ours stay beside it
+    est = SpotlightEstimator(
+        role=ROLE,
+        instance_type=GPU,
+        sagemaker_session=sm,
+        source_dir=str(_user_code(tmp_path / "other", **{"fit_me.py": "print(1)\n"})),
+        entry_point="fit_me.py",
+    )
+    est.fit("s3://data-bucket/ml-100k/", wait=False, job_name="spotlight-user-entry")
+    hps = created[1]["HyperParameters"]
+    assert hps["sagemaker_program"] == '"fit_me.py"'
+    names = set(read_tar(sm, json.loads(hps["sagemaker_submit_directory"]), tmp_path / "o2"))
+    assert {"fit_me.py", "train.py", "inference.py", "spotlight_sagemaker/__init__.py"} <= {
+        n.lstrip("./") for n in names
+    }
+
+
+def test_a_user_package_copy_replaces_the_installed_one(sm, tmp_path):
+    created = capture(sm, "CreateTrainingJob")
+    user = _user_code(
+        tmp_path / "patched", **{"spotlight_sagemaker/__init__.py": "PATCHED = True\n"}
+    )
+    est = SpotlightEstimator(
+        role=ROLE, instance_type=GPU, sagemaker_session=sm, source_dir=str(user)
+    )
+    est.fit("s3://data-bucket/ml-100k/", wait=False, job_name="spotlight-patched")
+    root = tmp_path / "code"
+    source = json.loads(created[0]["HyperParameters"]["sagemaker_submit_directory"])
+    names = {n.lstrip("./") for n in read_tar(sm, source, root) if (root / n).is_file()}
+    assert names == {"train.py", "inference.py", "spotlight_sagemaker/__init__.py"}
+    assert (root / "spotlight_sagemaker" / "__init__.py").read_text() == "PATCHED = True\n"
+
+
+def test_an_s3_source_dir_is_taken_as_given(sm):
+    created = capture(sm, "CreateTrainingJob")
+    source = "s3://code-bucket/mine/sourcedir.tar.gz"
+    est = SpotlightEstimator(role=ROLE, instance_type=GPU, sagemaker_session=sm, source_dir=source)
+    assert est.source_dir == source
+    est.fit("s3://data-bucket/ml-100k/", wait=False, job_name="spotlight-s3-code")
+    assert json.loads(created[0]["HyperParameters"]["sagemaker_submit_directory"]) == source
+
+
+def test_source_dir_errors_name_the_folder(sm, tmp_path):
+    with pytest.raises(FileNotFoundError, match="source_dir '.*nowhere' is not a folder"):
+        SpotlightEstimator(
+            role=ROLE, instance_type=GPU, sagemaker_session=sm, source_dir=str(tmp_path / "nowhere")
+        )
+    user = _user_code(tmp_path / "code", **{"helper.py": "X = 1\n"})
+    with pytest.raises(ValueError, match="entry_point 'fit_me.py' is not in source_dir '.*code'"):
+        SpotlightEstimator(
+            role=ROLE,
+            instance_type=GPU,
+            sagemaker_session=sm,
+            source_dir=str(user),
+            entry_point="fit_me.py",
+        )
+
+
 def test_create_transform_job_request_shape(sm, trained_model_dir):
     bucket = sm.default_bucket()
     put_model(sm, f"s3://{bucket}/trained/model.tar.gz", trained_model_dir)
