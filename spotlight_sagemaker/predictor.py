@@ -69,7 +69,11 @@ class SpotlightPredictor(Predictor):
         deserializer: Any = None,
         **kwargs: Any,
     ):
-        """Attach to an endpoint; serializer/deserializer default to the container's formats."""
+        """Attach to an endpoint; serializer/deserializer default to the container's formats.
+
+        They are what :meth:`predict` uses. :meth:`recommend` and :meth:`similar_items` always
+        send JSON lines and ask for CSV, which they parse themselves, whatever is set here.
+        """
         super().__init__(
             endpoint_name,
             sagemaker_session=sagemaker_session,
@@ -97,7 +101,8 @@ class SpotlightPredictor(Predictor):
             A list of :class:`Recommended` rows, best first per user (or a DataFrame).
 
         Raises:
-            ValueError: no user ids, or ``top_n`` not a positive integer.
+            ValueError: no user ids, ``top_n`` not a positive integer, or an answer that is
+                not CSV.
             TypeError: an id that is neither str nor int.
         """
         extra = {} if exclude_seen is None else {"exclude_seen": bool(exclude_seen)}
@@ -116,7 +121,8 @@ class SpotlightPredictor(Predictor):
             A list of :class:`Similar` rows (or a DataFrame with the same columns).
 
         Raises:
-            ValueError: no item ids, or ``top_n`` not a positive integer.
+            ValueError: no item ids, ``top_n`` not a positive integer, or an answer that is
+                not CSV.
             TypeError: an id that is neither str nor int.
         """
         records = [{"item_id": i, "top_n": top_n} for i in _ids(item_ids, "item_ids")]
@@ -131,13 +137,36 @@ class SpotlightPredictor(Predictor):
     ) -> Any:
         if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
             raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
-        raw = self.predict(records, initial_args={"Accept": RESPONSE_ACCEPT})
+        # the request and the answer are this method's own formats, whatever serializer and
+        # deserializer the predictor was given for predict()
+        args: dict[str, Any] = {
+            "EndpointName": self.endpoint_name,
+            "Body": _REQUEST_SERIALIZER.serialize(records),
+            "ContentType": REQUEST_CONTENT_TYPE,
+            "Accept": RESPONSE_ACCEPT,
+        }
+        component = self._get_component_name()
+        if component:
+            args["InferenceComponentName"] = component
+        response = self.sagemaker_session.sagemaker_runtime_client.invoke_endpoint(**args)
+        answered = response.get("ContentType") or RESPONSE_ACCEPT
+        if answered.split(";")[0].strip().lower() != RESPONSE_ACCEPT:
+            response["Body"].close()
+            raise ValueError(
+                f"endpoint {self.endpoint_name!r} answered Content-Type {answered!r} to "
+                f"Accept {RESPONSE_ACCEPT!r}: it does not serve the Spotlight container's CSV"
+            )
+        raw = _RESPONSE_DESERIALIZER.deserialize(response["Body"], answered)
         rows = [row(r[0], r[1], float(r[2])) for r in raw if r]
         if as_frame:
             import pandas as pd
 
             return pd.DataFrame(rows, columns=list(row._fields))
         return rows
+
+
+_REQUEST_SERIALIZER = SpotlightSerializer()
+_RESPONSE_DESERIALIZER = CSVDeserializer(accept=RESPONSE_ACCEPT)
 
 
 def _ids(ids: Any, name: str) -> list[str | int]:

@@ -213,9 +213,9 @@ def _answer(served, body: bytes) -> dict:
     return {"Body": StreamingBody(io.BytesIO(out), len(out)), "ContentType": ctype}
 
 
-def _predictor(sm, served, requests: list[str]):
+def _predictor(sm, served, requests: list[str], **kwargs):
     """A predictor whose endpoint answers through the real handler; checks the exact request."""
-    predictor = SpotlightPredictor("spotlight-endpoint", sagemaker_session=sm)
+    predictor = SpotlightPredictor("spotlight-endpoint", sagemaker_session=sm, **kwargs)
     stub = Stubber(sm.sagemaker_runtime_client)
     for body in requests:
         stub.add_response(
@@ -267,6 +267,56 @@ def test_similar_items(sm, served, trained_model_dir):
     assert all(isinstance(r, Similar) and r.item_id == "50" for r in rows)
     assert [r.similar_item_id for r in rows] == list(core.similar_items("50", n=4).item_ids)
     stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("with_serializer", [False, True])
+def test_recommend_ignores_the_serializers_set_for_predict(
+    sm, served, trained_model_dir, with_serializer
+):
+    """With deserializer=JSONDeserializer(), recommend() used to parse CSV as JSON."""
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.serializers import JSONSerializer
+
+    kwargs = {"deserializer": JSONDeserializer()}
+    if with_serializer:
+        kwargs["serializer"] = JSONSerializer()
+    core = ImplicitFactorizationModel.load(trained_model_dir, device="cpu")
+    predictor, stub = _predictor(
+        sm, served, ['{"user_id": "685", "top_n": 3}', '{"item_id": "50", "top_n": 2}'], **kwargs
+    )
+    rows = predictor.recommend("685", top_n=3)
+    assert [r.item_id for r in rows] == list(core.recommend("685", n=3).item_ids)
+    similar = predictor.similar_items("50", top_n=2)
+    assert [r.similar_item_id for r in similar] == list(core.similar_items("50", n=2).item_ids)
+    # predict() keeps the user's formats
+    answer = b'{"ok": true}'
+    stub.add_response(
+        "invoke_endpoint",
+        {"Body": StreamingBody(io.BytesIO(answer), len(answer)), "ContentType": "application/json"},
+        {
+            "EndpointName": "spotlight-endpoint",
+            "Body": '{"user_id": "685"}',
+            "ContentType": "application/json" if with_serializer else "application/jsonlines",
+            "Accept": "application/json",
+        },
+    )
+    assert predictor.predict({"user_id": "685"}) == {"ok": True}
+    stub.assert_no_pending_responses()
+
+
+def test_recommend_refuses_an_answer_that_is_not_csv(sm):
+    predictor = SpotlightPredictor("spotlight-endpoint", sagemaker_session=sm)
+    answer = b'[["685", "1", 0.5]]'
+    with Stubber(sm.sagemaker_runtime_client) as stub:
+        stub.add_response(
+            "invoke_endpoint",
+            {
+                "Body": StreamingBody(io.BytesIO(answer), len(answer)),
+                "ContentType": "application/json",
+            },
+        )
+        with pytest.raises(ValueError, match="answered Content-Type 'application/json' to Accept"):
+            predictor.recommend("685", top_n=1)
 
 
 def test_predictor_argument_errors(sm):
