@@ -336,6 +336,9 @@ class SpotlightEstimator(Framework):
             init["container_log_level"] = hps[CONTAINER_LOG_LEVEL_PARAM_NAME]
         init["hyperparameters"] = {k: v for k, v in hps.items() if k not in _SCRIPT_MODE_KEYS}
         init["output_kms_key"] = init.get("output_kms_key") or None
+        volume_kms_key = (details.get("ResourceConfig") or {}).get("VolumeKmsKeyId")
+        if volume_kms_key:  # the SDK's attach drops it
+            init["volume_kms_key"] = volume_kms_key
 
         image_uri = init.pop("image_uri")
         framework, py_version, tag, _ = framework_name_from_image(image_uri)

@@ -150,6 +150,7 @@ def estimator_options(est: Any) -> dict:
         "instance_type": est.instance_type,
         "count": est.instance_count,
         "volume": est.volume_size,
+        "volume_kms": est.volume_kms_key,
         "max_run": est.max_run,
         "input_mode": est.input_mode,
         "output_path": est.output_path,

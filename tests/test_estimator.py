@@ -320,9 +320,10 @@ def _describe(name, est, source):
         "InputDataConfig": training_channel("s3://data/ml-100k/"),
         "OutputDataConfig": {"KmsKeyId": "", "S3OutputPath": "s3://out-bucket/jobs/"},
         "ResourceConfig": {
-            "InstanceType": "ml.g4dn.xlarge",
+            "InstanceType": est.instance_type,
             "InstanceCount": 1,
             "VolumeSizeInGB": 50,
+            **({"VolumeKmsKeyId": est.volume_kms_key} if est.volume_kms_key else {}),
         },
         "VpcConfig": {"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-1"]},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200},
@@ -339,15 +340,24 @@ def _describe(name, est, source):
     }
 
 
-def test_attach_rebuilds_an_equal_estimator_from_a_hand_written_description(offline):
-    original = SpotlightEstimator(sagemaker_session=offline, **OPTIONS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        OPTIONS,
+        # an EBS-only instance type: the training volume is encrypted with the job's KMS key
+        dict(OPTIONS, instance_type="ml.m5.xlarge", volume_kms_key="arn:aws:kms:us-east-1:1:key/v"),
+    ],
+    ids=["gpu", "volume-kms-key"],
+)
+def test_attach_rebuilds_an_equal_estimator_from_a_hand_written_description(offline, options):
+    original = SpotlightEstimator(sagemaker_session=offline, **options)
     name = "spotlight-2026-01-01-00-00-00-000"
     source = f"s3://out-bucket/jobs/{name}/source/sourcedir.tar.gz"
     details = _describe(name, original, source)
     with Stubber(offline.sagemaker_client) as stub:
         stub.add_response("describe_training_job", details, {"TrainingJobName": name})
         stub.add_response(
-            "list_tags", {"Tags": OPTIONS["tags"]}, {"ResourceArn": details["TrainingJobArn"]}
+            "list_tags", {"Tags": options["tags"]}, {"ResourceArn": details["TrainingJobArn"]}
         )
         stub.add_response("describe_training_job", details, {"TrainingJobName": name})
         attached = SpotlightEstimator.attach(name, sagemaker_session=offline)
