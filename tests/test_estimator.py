@@ -149,6 +149,29 @@ def test_bad_arguments_fail_before_any_aws_call(offline, kwargs, error, pattern)
         _est(offline, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"distribution": {"torch_distributed": {"enabled": True}}},
+            "distribution={'torch_distributed': {'enabled': True}}: train.py trains one model in "
+            "one process (data-parallel training is not supported yet)",
+        ),
+        ({"instance_count": 2}, "instance_count must be 1 (train.py is single-node), got 2"),
+        # the refusal wins over an otherwise valid estimator's hyperparameters
+        (
+            {"instance_count": 4, "loss": "bpr", "n_iter": 3},
+            "instance_count must be 1 (train.py is single-node), got 4",
+        ),
+    ],
+)
+def test_several_processes_are_refused_with_one_clear_message(offline, kwargs, message):
+    """The message says what is refused and why, without the list of hyperparameter names."""
+    with pytest.raises(ValueError) as err:
+        _est(offline, **kwargs)
+    assert str(err.value) == message
+
+
 def test_unknown_name_lists_known_ones(offline):
     with pytest.raises(ValueError) as err:
         _est(offline, hyperparameters={"factors": 8})
