@@ -11,7 +11,10 @@ Subcommands::
 ``train`` and ``transform`` run SageMaker jobs in the embedded local mode
 (:mod:`spotlight_sagemaker.local`): the real training toolkit and model server on this
 machine. ``recommend`` and ``evaluate`` load the artifact in-process. Exit status: 0 done,
-1 the job or command failed, 2 bad arguments.
+1 the job or command failed, 2 bad arguments, for every subcommand alike: a missing required
+argument (argparse), an unknown option or choice, a ``--model`` or input path that does not
+exist, a bad hyperparameter. The error goes to stderr as ``spotlight-sagemaker <command>:
+error: <message>``, the line argparse writes after the usage for its own errors.
 """
 
 from __future__ import annotations
@@ -98,11 +101,9 @@ def cmd_transform(args: argparse.Namespace) -> int:
     from . import SpotlightModel
     from .local import local_session
 
+    model_path = _model_path(args.model, folder_ok=False)
     session = local_session(args.instance_type, mode="embedded", root=_root(args))
     assert session is not None  # only mode="docker" gives None
-    model_path = Path(args.model).expanduser().resolve()
-    if not model_path.is_file():
-        raise CommandError(f"--model {args.model!r}: no such model.tar.gz")
     model = SpotlightModel("file://" + str(model_path), sagemaker_session=session)
     kwargs: dict[str, Any] = {"strategy": args.strategy, "accept": args.accept}
     if args.max_payload is not None:
@@ -118,11 +119,22 @@ def cmd_transform(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_path(value: str, folder_ok: bool) -> Path:
+    """The ``--model`` path; a usage error (exit status 2) when it is not there."""
+    path = Path(value).expanduser().resolve()
+    if path.is_file() or (folder_ok and path.is_dir()):
+        return path
+    if path.is_dir():
+        raise FileNotFoundError(f"--model {value!r} is a folder: give a model.tar.gz")
+    want = "a model.tar.gz or an artifact folder" if folder_ok else "a model.tar.gz"
+    raise FileNotFoundError(f"--model {value!r} does not exist: give {want}")
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     """Top-N for users from a model.tar.gz, in-process; CSV user_id,item_id,score[,title]."""
     from .local.workflow import load_artifact
 
-    model = load_artifact(args.model)
+    model = load_artifact(_model_path(args.model, folder_ok=True))
     titles = {}
     if args.movielens_dir:
         from .movielens import load_titles
@@ -150,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core import Interactions, random_train_test_split
     from .local.workflow import evaluate_against_popularity, format_table, load_artifact
 
-    model = load_artifact(args.model)
+    model = load_artifact(_model_path(args.model, folder_ok=True))
     if args.data:
         train, test = random_train_test_split(
             Interactions.from_csv(args.data), args.test_fraction, random_state=args.seed
@@ -186,6 +198,16 @@ def _shared_vocabulary(train: Any, test: Any) -> tuple[Any, Any]:
         )
 
     return remap(train), remap(test)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,13 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
                 default=content_types.CSV,
                 choices=(content_types.CSV, content_types.JSONLINES),
             )
-            p.add_argument("--max-payload", type=int, help="MaxPayloadInMB")
+            p.add_argument("--max-payload", type=_positive_int, help="MaxPayloadInMB")
         p.set_defaults(func=func)
 
     p = sub.add_parser("recommend", help=cmd_recommend.__doc__)
     p.add_argument("--model", required=True, help="model.tar.gz or artifact folder")
     p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
-    p.add_argument("--top-n", type=int, default=10)
+    p.add_argument("--top-n", type=_positive_int, default=10)
     p.add_argument("--include-seen", action="store_true", help="keep items the user rated")
     p.add_argument(
         "--unknown",
@@ -262,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="or: all rows, split here with --seed/--test-fraction")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=_positive_int, default=10)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
     return parser
@@ -272,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the console script; returns the exit status."""
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's usage errors (2), --help and --version (0)
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except CommandError as exc:
