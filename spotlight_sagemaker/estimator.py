@@ -204,15 +204,27 @@ class SpotlightEstimator(Framework):
         paths are uploaded to ``s3://<default bucket>/<job name>/input/<channel>`` (logged);
         in local mode they are read in place.
 
+        In local mode the job runs while ``fit`` waits; its log is printed as it runs unless
+        ``logs`` is False or ``"None"`` (then only a failure's reason is shown).
+
         Raises:
             ValueError: no inputs.
             FileNotFoundError: a local path that does not exist.
         """
         job_name = self._get_or_create_name(job_name)
         inputs = resolve_inputs(self.sagemaker_session, inputs, f"{job_name}/input")
-        return super().fit(
-            inputs, wait=wait, logs=logs, job_name=job_name, experiment_config=experiment_config
-        )
+        session: Any = self.sagemaker_session
+        quiet = logs is False or logs == "None"
+        before = getattr(session, "stream_job_logs", None)
+        if before is not None:  # the embedded local session: the job runs inside this call
+            session.stream_job_logs = not quiet
+        try:
+            return super().fit(
+                inputs, wait=wait, logs=logs, job_name=job_name, experiment_config=experiment_config
+            )
+        finally:
+            if before is not None:
+                session.stream_job_logs = before
 
     def create_model(
         self,

@@ -245,6 +245,23 @@ def test_a_missing_toolkit_names_the_extra_to_install(session, ml100k_csv, monke
         est.fit(str(ml100k_csv))
 
 
+@pytest.mark.slow
+def test_fit_logs_false_prints_no_job_log(session, ml100k_csv, tmp_path, capfd):
+    from spotlight_sagemaker import SpotlightEstimator
+
+    small = tmp_path / "small.csv"
+    small.write_text("".join(ml100k_csv.read_text().splitlines(keepends=True)[:3001]))
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=session, **HPS)
+    est.fit(str(small), logs=False)
+    quiet = capfd.readouterr()
+    assert "epoch=1 " not in quiet.out + quiet.err
+    assert len((quiet.out + quiet.err).splitlines()) < 10, quiet.out[-2000:]
+    assert est.model_data and session.stream_job_logs is True  # restored after the job
+    est.fit(str(small))
+    loud = capfd.readouterr()
+    assert "epoch=1 " in loud.out
+
+
 def test_missing_training_file_fails_before_any_job(session, tmp_path):
     from spotlight_sagemaker import SpotlightEstimator
 

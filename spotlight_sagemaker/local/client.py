@@ -99,7 +99,9 @@ class EmbeddedSagemakerClient:
             SecondaryStatus="Training",
         )
         REGISTRY.add("training", name, record, "CreateTrainingJob")
-        result = run_training_job(request, self.sagemaker_session.local_root, sys.stdout)
+        session = self.sagemaker_session
+        stream = sys.stdout if getattr(session, "stream_job_logs", True) else io.StringIO()
+        result = run_training_job(request, session.local_root, stream)
         record.update(
             TrainingJobStatus=result.status,
             SecondaryStatus="Completed" if result.status == "Completed" else "Failed",

@@ -53,6 +53,8 @@ class EmbeddedLocalSession(LocalSession):
                 telemetry turned off.
         """
         self.local_root = Path(root).expanduser().resolve() if root else default_root()
+        #: print a training job's log while it runs (``fit(logs=False)`` turns it off)
+        self.stream_job_logs = True
         region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
         super().__init__(
             boto_session=boto3.Session(region_name=region or DEFAULT_REGION),
