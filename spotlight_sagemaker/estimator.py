@@ -305,24 +305,24 @@ class SpotlightEstimator(Framework):
         objective_metric_name: str = OBJECTIVE_METRIC,
         **kwargs: Any,
     ) -> Any:
-        """A ``HyperparameterTuner`` on this estimator, maximising ``validation:ndcg@10``.
+        """A :class:`~spotlight_sagemaker.tuner.SpotlightTuner` (a ``HyperparameterTuner``) on
+        this estimator, maximising ``validation:ndcg@10``.
 
         The SDK's tuner reads metric definitions from its own ``metric_definitions`` argument,
-        not from the estimator; this passes the estimator's (override in ``kwargs``).
+        not from the estimator; this passes the estimator's (override in ``kwargs``). Its
+        ``fit()`` takes local paths like :meth:`fit`.
 
         Raises:
-            ValueError: a range for an unknown hyperparameter.
+            ValueError: a range for an unknown hyperparameter, a bound or value that
+                hyperparameter refuses, or local mode (tuning needs SageMaker's service).
         """
-        from sagemaker.tuner import HyperparameterTuner
+        from .tuner import NO_LOCAL_TUNING, SpotlightTuner, check_ranges
 
-        unknown = sorted(set(hyperparameter_ranges) - set(defaults.HYPERPARAMETER_NAMES))
-        if unknown:
-            raise ValueError(
-                f"hyperparameter_ranges for unknown hyperparameter(s) {unknown}; known: "
-                f"{', '.join(defaults.HYPERPARAMETER_NAMES)}"
-            )
+        if self.sagemaker_session.local_mode:
+            raise ValueError(NO_LOCAL_TUNING)
+        check_ranges(hyperparameter_ranges)
         kwargs.setdefault("metric_definitions", copy.deepcopy(self.metric_definitions))
-        return HyperparameterTuner(
+        return SpotlightTuner(
             self,
             objective_metric_name,
             hyperparameter_ranges,  # type: ignore[arg-type]  # SDK dict keys are invariant

@@ -262,6 +262,16 @@ def test_fit_logs_false_prints_no_job_log(session, ml100k_csv, tmp_path, capfd):
     assert "epoch=1 " in loud.out
 
 
+def test_a_local_tuner_is_refused_by_name(session):
+    from sagemaker.tuner import ContinuousParameter
+
+    from spotlight_sagemaker import SpotlightEstimator
+
+    est = SpotlightEstimator(instance_type="local", sagemaker_session=session, **HPS)
+    with pytest.raises(ValueError, match="local mode does not emulate.*call est.fit"):
+        est.tuner({"learning_rate": ContinuousParameter(1e-3, 1e-2)})
+
+
 def test_missing_training_file_fails_before_any_job(session, tmp_path):
     from spotlight_sagemaker import SpotlightEstimator
 

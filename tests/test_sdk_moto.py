@@ -554,3 +554,43 @@ def test_hyperparameter_tuner_gets_the_metric_definitions(sm):
     assert len(created) == 2
     with pytest.raises(ValueError, match="unknown hyperparameter.*'lr'"):
         est.tuner({"lr": ContinuousParameter(1e-3, 1e-2)})
+
+
+def test_tuner_fit_uploads_a_local_file_like_fit(sm, ml100k_csv):
+    from sagemaker.tuner import ContinuousParameter
+
+    created = capture(sm, "CreateHyperParameterTuningJob")
+    est = SpotlightEstimator(role=ROLE, instance_type="ml.m5.xlarge", sagemaker_session=sm)
+    tuner = est.tuner({"learning_rate": ContinuousParameter(1e-3, 1e-2)}, max_jobs=2)
+    tuner.fit(str(ml100k_csv), job_name="spotlight-hpo-local", wait=False)
+    channel = created[0]["TrainingJobDefinition"]["InputDataConfig"][0]
+    uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+    assert channel["ChannelName"] == "training"
+    assert uri == f"s3://{sm.default_bucket()}/spotlight-tuning/input/training"
+    bucket, key = s3_split(uri)
+    body = (
+        sm.boto_session.client("s3")
+        .get_object(Bucket=bucket, Key=f"{key}/ml-100k-gt2.csv")["Body"]
+        .read()
+    )
+    assert body == ml100k_csv.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("ranges", "pattern"),
+    [
+        ({"learning_rate": ("c", 0.0, 0.1)}, r"hyperparameter_ranges\['learning_rate'\]: .*> 0"),
+        ({"embedding_dim": ("i", 0, 64)}, r"hyperparameter_ranges\['embedding_dim'\]"),
+        ({"embedding_dim": ("i", 128, 16)}, "min_value 128 is above max_value 16"),
+        ({"loss": ("cat", ["bpr", "softmax-ish"])}, r"\['loss'\]: .*'softmax-ish'"),
+        ({"lr": ("c", 0.1, 0.2)}, "unknown hyperparameter"),
+    ],
+)
+def test_tuner_ranges_are_checked_before_any_aws_call(sm, ranges, pattern):
+    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, IntegerParameter
+
+    kinds = {"c": ContinuousParameter, "i": IntegerParameter, "cat": CategoricalParameter}
+    built = {k: kinds[v[0]](*v[1:]) for k, v in ranges.items()}
+    est = SpotlightEstimator(role=ROLE, instance_type="ml.m5.xlarge", sagemaker_session=sm)
+    with pytest.raises(ValueError, match=pattern):
+        est.tuner(built)
