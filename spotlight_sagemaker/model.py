@@ -85,7 +85,9 @@ class SpotlightModel(PyTorchModel):
                 raise ValueError("entry_point/source_dir cannot be combined with ship_code=False")
         else:
             entry_point = entry_point or defaults.INFERENCE_ENTRY_POINT
-            source_dir = staging.resolve(source_dir, entry_point, kwargs.get("git_config"))
+            source_dir = staging.resolve(
+                source_dir, entry_point, kwargs.get("git_config"), purpose="serving"
+            )
         if role is None and sagemaker_session is not None:
             role = resolve_role(role, sagemaker_session, None, for_model=True)
         # requests without Accept (or with */*) get CSV, the workload's format, not the
@@ -138,16 +140,43 @@ class SpotlightModel(PyTorchModel):
         accept: str = defaults.TRANSFORM_ACCEPT,
         max_payload: int | None = None,
         env: dict[str, str] | None = None,
+        model_name: Any = None,
         **kwargs: Any,
     ) -> SpotlightTransformer:
         """A Batch Transform job runner with this workload's defaults (see docs/sdk.md).
 
+        In a SageMaker Pipeline (a ``PipelineSession``) the model is created by its own
+        ``ModelStep``: pass that step's ``properties.ModelName`` as ``model_name``, and
+        ``transform()`` then gives a ``TransformStep``'s arguments (the SDK's own
+        ``Model.transformer`` would try to create the model here and fail).
+
         Raises:
-            ValueError: no ``instance_type``.
+            ValueError: no ``instance_type``, or a pipeline session without ``model_name``.
         """
         if not instance_type:
             raise ValueError(
                 "instance_type is required, e.g. 'ml.m5.xlarge' (or 'local' for this machine)"
+            )
+        settings = defaults.transform_settings(max_payload, env, aws_image=self.image_uri is None)
+        from sagemaker.workflow.pipeline_context import PipelineSession
+
+        in_pipeline = isinstance(self.sagemaker_session, PipelineSession)
+        if in_pipeline or model_name is not None:
+            if model_name is None:
+                raise ValueError(
+                    "in a pipeline, pass model_name=<ModelStep>.properties.ModelName: the "
+                    "model is created by its ModelStep, not by transformer()"
+                )
+            return SpotlightTransformer(
+                model_name,
+                instance_count,
+                instance_type,
+                strategy=strategy,
+                assemble_with=assemble_with,
+                accept=accept,
+                sagemaker_session=self.sagemaker_session,
+                **settings,
+                **kwargs,
             )
         transformer = super().transformer(
             instance_count,
@@ -155,7 +184,7 @@ class SpotlightModel(PyTorchModel):
             strategy=strategy,
             assemble_with=assemble_with,
             accept=accept,
-            **defaults.transform_settings(max_payload, env, aws_image=self.image_uri is None),
+            **settings,
             **kwargs,
         )
         return SpotlightTransformer.wrap(transformer)

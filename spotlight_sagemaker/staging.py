@@ -15,7 +15,11 @@ first-level name by name and win over ours (their ``train.py`` replaces ours; a
 the archive can always import the package. An ``s3://`` source_dir (a ``sourcedir.tar.gz``) is
 used as given.
 
-The folder is staged in a fresh temporary directory: the SDK tars directories as they are
+The folder is staged in the system temp folder under a name derived from its content
+(``spotlight-sourcedir-<sha256>``, files with fixed times and modes), so the same code gets the
+same path and the same tarball in every process: the SDK's pipeline steps hash that path, and
+equal definitions are what makes step caching hit. Staging a folder at all matters because the
+SDK tars directories as they are
 (``__pycache__`` included) and refuses source directories under paths such as ``/root`` or
 ``~/.config``, where an installed package may live. No ``requirements.txt`` is written: the
 images already have torch and numpy, and a pip install at start fails under network isolation.
@@ -23,7 +27,7 @@ images already have torch and numpy, and a pip install at start fails under netw
 
 from __future__ import annotations
 
-import atexit
+import hashlib
 import logging
 import os
 import shutil
@@ -126,14 +130,20 @@ def _fingerprint(*trees: tuple[Path, list[Path]]) -> tuple:
     return tuple((str(root), *(stat(root / f) for f in files)) for root, files in trees)
 
 
+#: Staged folders per use: the SDK writes its repack scripts into a model's source folder in
+#: pipelines, so a model never shares the folder a training step hashes.
+PURPOSES = {"training": "spotlight-sourcedir", "serving": "spotlight-servingdir"}
+
+
 def source_dir(
     user_dir: str | os.PathLike[str] | None = None,
     required: tuple[str, ...] = ("train.py", "inference.py"),
+    purpose: str = "training",
 ) -> str:
     """A staged source directory with the entry points and the package (built once per change).
 
-    The directory is reused while the files that go into it are unchanged and removed when the
-    process exits.
+    The directory is named after its content and kept after exit (another process may ship
+    it); this process re-reads the files only when their sizes or times change.
 
     Args:
         user_dir: a local folder of the user's own code to ship as well. Its files are copied
@@ -141,6 +151,8 @@ def source_dir(
             replaces ours of the same name (``train.py``, ``inference.py``, or the whole
             ``spotlight_sagemaker/`` package), and ours are added where it has none.
         required: entry points that must be present (in ``user_dir`` or installed).
+        purpose: ``"training"`` (an estimator's) or ``"serving"`` (a model's): each has its
+            own folder.
 
     Returns:
         The absolute path of the staged directory.
@@ -170,41 +182,74 @@ def source_dir(
             "is incomplete (reinstall the package)"
         )
     trees = [(pkg, pkg_files), (ep, ep_files)] + ([(user, user_files)] if user else [])
-    key = _fingerprint(*trees)
+    key = (purpose, *_fingerprint(*trees))
     with _lock:
         staged = _staged.get(key)
         if staged is not None and staged.is_dir():
             return str(staged)
-        staged = Path(tempfile.mkdtemp(prefix="spotlight-sourcedir-")).resolve()
-        for rel in ep_files:
-            shutil.copy2(ep / rel, staged / rel)
-        for rel in pkg_files:
-            target = staged / PACKAGE / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(pkg / rel, target)
+        # what goes where: the user's files last, so they win for their names
+        plan: dict[Path, Path] = {rel: ep / rel for rel in ep_files}
+        plan.update({PACKAGE / rel: pkg / rel for rel in pkg_files})
         if user is not None:
-            for rel in user_files:
-                target = staged / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(user / rel, target)
+            plan.update({rel: user / rel for rel in user_files})
             if PACKAGE in theirs:
                 logger.info(
                     "source_dir %s has its own %s/: it is shipped instead of the installed package",
                     user,
                     PACKAGE,
                 )
-        if not _staged:
-            atexit.register(_cleanup)
+        staged = _materialize(plan, PURPOSES[purpose])
         _staged[key] = staged
-        logger.debug(
-            "staged %d files for the containers in %s",
-            len(pkg_files) + len(ep_files) + len(user_files),
-            staged,
-        )
+        logger.debug("staged %d files for the containers in %s", len(plan), staged)
         return str(staged)
 
 
-def resolve(source_dir_arg: Any, entry_point: str, git_config: Any = None) -> Any:
+def _content_digest(plan: dict[Path, Path]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(plan):
+        h.update(rel.as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(plan[rel].read_bytes()).digest())
+    return h.hexdigest()[:24]
+
+
+#: Every file's modification time in a staged folder, so that its tarball is the same bytes
+#: whatever the installation's file times (2020-01-01T00:00:00Z).
+_STAGED_MTIME = 1_577_836_800
+
+
+def _materialize(plan: dict[Path, Path], prefix: str) -> Path:
+    """The staged folder for ``plan`` (destination -> source file): named after the content,
+    in the system temp folder, so the same code gets the same path in every process (the
+    SDK's pipeline step hashes the path and the files; equal definitions then cache). Built
+    beside it and renamed into place, so a folder of that name is always complete; kept after
+    exit, because another process may be shipping it."""
+    final = Path(tempfile.gettempdir()).resolve() / f"{prefix}-{_content_digest(plan)}"
+    if final.is_dir():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=final.parent))
+    try:
+        for rel, source in plan.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o644)
+            os.utime(target, (_STAGED_MTIME, _STAGED_MTIME))
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process staged the same content first
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def resolve(
+    source_dir_arg: Any, entry_point: str, git_config: Any = None, purpose: str = "training"
+) -> Any:
     """What an estimator or model passes to the SDK as ``source_dir``.
 
     ``None`` is the staged entry points and package; a local folder is staged together with
@@ -217,26 +262,20 @@ def resolve(source_dir_arg: Any, entry_point: str, git_config: Any = None) -> An
         ValueError: ``entry_point`` is in neither the user's folder nor the shipped entry points.
     """
     if source_dir_arg is None:
-        return source_dir()
+        return source_dir(purpose=purpose)
     if (
         git_config
         or not isinstance(source_dir_arg, (str, os.PathLike))
         or str(source_dir_arg).startswith("s3://")
     ):
         return source_dir_arg
+    here = Path(source_dir_arg).expanduser().resolve()
     with _lock:
-        ours = Path(source_dir_arg).expanduser().resolve() in _staged.values()
-    staged = str(source_dir_arg) if ours else source_dir(source_dir_arg)
+        ours = any(k[0] == purpose and v == here for k, v in _staged.items())
+    staged = str(source_dir_arg) if ours else source_dir(source_dir_arg, purpose=purpose)
     if not (Path(staged) / entry_point).is_file():
         raise ValueError(
             f"entry_point {entry_point!r} is not in source_dir {str(source_dir_arg)!r} "
             "(nor one of the shipped entry points train.py, inference.py)"
         )
     return staged
-
-
-def _cleanup() -> None:
-    with _lock:
-        for path in _staged.values():
-            shutil.rmtree(path, ignore_errors=True)
-        _staged.clear()

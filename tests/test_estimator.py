@@ -442,7 +442,12 @@ def test_staging_from_an_installed_layout(tmp_path):
     pkg, src, files = run.stdout.splitlines()
     assert Path(pkg) == site / "spotlight_sagemaker"
     assert site not in Path(src).parents
-    assert not Path(src).exists()  # removed when the process exited
+    # named after the content: another process stages the same code at the same path (what
+    # pipeline step caching needs), and finds it complete
+    again = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert again.stdout.splitlines()[1] == src and Path(src).is_dir()
     files = files.split()
     assert {"train.py", "inference.py", "spotlight_sagemaker/core/config.py"} <= set(files)
     assert not [f for f in files if "_entry_points" in f]

@@ -7,6 +7,7 @@ training job says its model is, before anything repacks it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -594,3 +595,54 @@ def test_tuner_ranges_are_checked_before_any_aws_call(sm, ranges, pattern):
     est = SpotlightEstimator(role=ROLE, instance_type="ml.m5.xlarge", sagemaker_session=sm)
     with pytest.raises(ValueError, match=pattern):
         est.tuner(built)
+
+
+_PIPELINE_UNDER_MOTO = """
+import runpy, sys
+import boto3, moto
+with moto.mock_aws():
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="pipeline-bucket")
+    sys.argv = ["spotlight_pipeline.py", "--role", sys.argv[1], "--data", "s3://data/ml/",
+                "--requests", "s3://data/requests/", "--bucket", "pipeline-bucket", "--print"]
+    runpy.run_path({example!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_the_example_pipeline_is_the_same_definition_in_two_processes(aws_env, tmp_path):
+    """Step caching needs equal definitions: the staged code's path and hash, the steps'
+    arguments. Only the SDK's own repack step carries timestamped names."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "spotlight_pipeline.py"
+    code = _PIPELINE_UNDER_MOTO.format(example=str(example))
+    env = {**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code, ROLE], capture_output=True, text=True, env=env, check=False
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs.append({s["Name"]: s for s in json.loads(out.stdout.splitlines()[-1])["Steps"]})
+    first, second = runs
+    assert set(first) == {"Train", "Model-RepackModel-0", "Model-CreateModel", "Transform"}
+    for name in ("Train", "Model-CreateModel", "Transform"):
+        assert first[name] == second[name], name
+    assert first["Train"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    submit = json.loads(
+        first["Train"]["Arguments"]["HyperParameters"]["sagemaker_submit_directory"]
+    )
+    assert submit.startswith("s3://pipeline-bucket/spotlight/code/")
+    transform = first["Transform"]["Arguments"]
+    assert transform["ModelName"] == {"Get": "Steps.Model-CreateModel.ModelName"}
+    assert (transform["BatchStrategy"], transform["MaxPayloadInMB"]) == ("MultiRecord", 1)
+    assert transform["TransformOutput"]["Accept"] == "text/csv"
+    assert transform["Environment"]["TS_DEFAULT_RESPONSE_TIMEOUT"] == "600"
+
+
+def test_a_pipeline_transformer_needs_the_model_step(aws_env):
+    from sagemaker.workflow.pipeline_context import PipelineSession
+
+    with moto.mock_aws():
+        sess = PipelineSession(default_bucket="b")
+        model = SpotlightModel("s3://b/model.tar.gz", role=ROLE, sagemaker_session=sess)
+        with pytest.raises(ValueError, match=r"pass model_name=<ModelStep>.properties.ModelName"):
+            model.transformer(instance_type="ml.m5.xlarge")
