@@ -192,7 +192,7 @@ def source_dir(
         plan.update({PACKAGE / rel: pkg / rel for rel in pkg_files})
         if user is not None:
             plan.update({rel: user / rel for rel in user_files})
-            if PACKAGE in theirs:
+            if PACKAGE in theirs and user not in _staged.values():  # not a folder of ours
                 logger.info(
                     "source_dir %s has its own %s/: it is shipped instead of the installed package",
                     user,

@@ -451,3 +451,17 @@ def test_staging_from_an_installed_layout(tmp_path):
     files = files.split()
     assert {"train.py", "inference.py", "spotlight_sagemaker/core/config.py"} <= set(files)
     assert not [f for f in files if "_entry_points" in f]
+
+
+def test_a_model_gets_its_own_staged_folder_without_a_misleading_log(caplog):
+    """The SDK writes its repack scripts into a model's source folder in pipelines: a model
+    given the estimator's staged folder is staged again, quietly, for serving."""
+    import logging
+
+    training = staging.source_dir()
+    with caplog.at_level(logging.INFO, logger="spotlight_sagemaker.staging"):
+        serving = staging.resolve(training, "inference.py", purpose="serving")
+    assert serving != training and Path(serving).name.startswith("spotlight-servingdir-")
+    assert (Path(serving) / "spotlight_sagemaker" / "core" / "config.py").is_file()
+    assert "has its own" not in caplog.text
+    assert staging.resolve(serving, "inference.py", purpose="serving") == serving
