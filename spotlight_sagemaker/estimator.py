@@ -145,6 +145,13 @@ class SpotlightEstimator(Framework):
             raise ValueError(
                 f"instance_count must be 1 (train.py is single-node), got {instance_count}"
             )
+        groups = kwargs.get("instance_groups") or []
+        counts = [getattr(g, "instance_count", None) for g in groups]
+        if len(groups) > 1 or any(isinstance(c, int) and c != 1 for c in counts):
+            raise ValueError(
+                f"instance_groups must be one group of one instance (train.py is single-node), "
+                f"got {len(groups)} group(s) with instance counts {counts}"
+            )
         if image_uri is None:
             defaults.check_framework_version(framework_version, py_version, "training")
         entry_point, source_dir = _code_options(

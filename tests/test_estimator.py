@@ -465,3 +465,14 @@ def test_a_model_gets_its_own_staged_folder_without_a_misleading_log(caplog):
     assert (Path(serving) / "spotlight_sagemaker" / "core" / "config.py").is_file()
     assert "has its own" not in caplog.text
     assert staging.resolve(serving, "inference.py", purpose="serving") == serving
+
+
+def test_instance_groups_of_more_than_one_instance_are_refused(offline):
+    from sagemaker.instance_group import InstanceGroup
+
+    two = [InstanceGroup("a", "ml.m5.xlarge", 2)]
+    with pytest.raises(ValueError, match=r"one group of one instance .* counts \[2\]"):
+        _est(offline, instance_type=None, instance_groups=two)
+    pair = [InstanceGroup("a", "ml.m5.xlarge", 1), InstanceGroup("b", "ml.g4dn.xlarge", 1)]
+    with pytest.raises(ValueError, match="got 2 group"):
+        _est(offline, instance_type=None, instance_groups=pair)
