@@ -52,7 +52,8 @@ TRANSFORM_SPLIT_TYPE = "Line"
 MODEL_SERVER_TIMEOUT = 600
 #: Response cap raised for headroom on the AWS image: TorchServe reads TS_* variables
 #: (its config sets enable_envvars_config) and the codec reads SPOTLIGHT_MAX_RESPONSE_BYTES.
-#: Not raised for custom images: Multi Model Server ignores TS_* and would kill the worker.
+#: Not set for custom images (Multi Model Server ignores TS_*; its launcher caps responses
+#: above the codec's own limit, which they keep at its default).
 RAISED_RESPONSE_BYTES = 32 * MIB
 #: The serving codec's default SPOTLIGHT_MAX_RECORDS, and the shortest request line it can get
 #: (``{"user_id":"1"}`` and its newline): a transform job's records limit is raised so that a
