@@ -17,6 +17,7 @@ from .evaluation import PopularityModel, evaluate, random_train_test_split
 from .factorization import EpochStats, ImplicitFactorizationModel, Recommendation
 from .idmap import IdMap
 from .interactions import Interactions
+from .warm_start import warm_start
 
 __all__ = [
     "DEFAULTS",
@@ -39,4 +40,5 @@ __all__ = [
     "evaluate",
     "random_train_test_split",
     "resolve",
+    "warm_start",
 ]
