@@ -9,9 +9,9 @@ can fall back to the one before.
 A checkpoint records what it was trained on (:func:`fingerprint`): the SHA-256 of the training
 interactions (ids and vocabularies) and every model hyperparameter except ``device``, the
 scoring-only ``popularity_prior`` and, unless a learning-rate decay makes the schedule depend on
-it, ``n_iter``. Resuming a checkpoint whose
-fingerprint differs would silently mix two runs, so it is refused (:func:`find_resumable`); a
-larger ``n_iter`` (without decay) continues training.
+it, ``n_iter``; and, for a warm-started job, which previous model it started from. Resuming a
+checkpoint whose fingerprint differs would silently mix two runs, so it is refused
+(:func:`find_resumable`); a larger ``n_iter`` (without decay) continues training.
 """
 
 from __future__ import annotations
@@ -45,11 +45,15 @@ class CheckpointMismatchError(UserError):
 
 
 def fingerprint(
-    train: Interactions, hyperparameters: dict[str, Any], phase: str | None = None
+    train: Interactions,
+    hyperparameters: dict[str, Any],
+    phase: str | None = None,
+    warm_start: str | None = None,
 ) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: the data hash, the hyperparameters and, for
-    a job that trains more than one model, which of them (``phase``: train.py's "validate" or
-    "refit")."""
+    """What a checkpoint must match to be resumed: the data hash, the hyperparameters, for
+    a job that trains more than one model which of them (``phase``: train.py's "validate" or
+    "refit") and, for a warm-started job, the previous model it started from (``warm_start``:
+    the SHA-256 of its arrays)."""
     h = hashlib.sha256()
     for ids in (train.user_map.ids, train.item_map.ids):
         h.update("\n".join(ids.tolist()).encode("utf-8"))
@@ -65,6 +69,8 @@ def fingerprint(
     out: dict[str, Any] = {"data_sha256": h.hexdigest(), "hyperparameters": hp}
     if phase is not None:
         out["phase"] = phase
+    if warm_start is not None:
+        out["warm_start"] = warm_start
     return out
 
 
@@ -119,6 +125,11 @@ def _mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str | None:
             f"it belongs to another stage of the job ({stored.get('phase') or 'single model'}, "
             f"not {expected.get('phase') or 'single model'})"
         )
+    if stored.get("warm_start") != expected.get("warm_start"):
+        return (
+            f"it started from {_start_name(stored.get('warm_start'))}, this job from "
+            f"{_start_name(expected.get('warm_start'))}"
+        )
     old_hp, new_hp = stored.get("hyperparameters", {}), expected["hyperparameters"]
     for key in sorted((set(old_hp) | set(new_hp)) - set(_SCORING_ONLY)):
         if old_hp.get(key) != new_hp.get(key):
@@ -128,6 +139,10 @@ def _mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str | None:
     if stored.get("data_sha256") != expected["data_sha256"]:
         return "it was trained on other data (training channel or validation split differ)"
     return None
+
+
+def _start_name(warm_start: str | None) -> str:
+    return "scratch" if warm_start is None else f"the model with arrays sha256 {warm_start[:12]}"
 
 
 def find_resumable(

@@ -32,6 +32,7 @@ from ...contract.metric_lines import format_epoch_line, format_validation_line
 from ...core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
 from ...core.evaluation import NdcgAtK
 from ...core.factorization import EPOCH_LOGGER
+from ...core.warm_start import check_dim, warm_start
 from .checkpoints import (
     discard_checkpoints,
     find_resumable,
@@ -39,6 +40,13 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .data import load_training_data
+from .model_channel import (
+    MODEL_CHANNEL,
+    PreviousModel,
+    coverage,
+    exclude_previous_rows,
+    read_model_channel,
+)
 
 logger = logging.getLogger("spotlight_sagemaker.container.training.job")
 
@@ -188,10 +196,27 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
     logger.info("options: %s", json.dumps({k: str(v) for k, v in opts.items()}, sort_keys=True))
 
     t0 = time.perf_counter()
+    previous = read_model_channel(env.channels)
+    if previous is not None:
+        _check_warm_start(previous, fresh)
     data = load_training_data(env.channels, opts)
+    warm = None
+    if previous is not None:
+        data = exclude_previous_rows(data, previous)
+        warm = {**coverage(previous, data.train), "previous": previous.info}
+        warm["validation_rows_known_to_previous_model"] = data.counts.get(
+            "validation_rows_known_to_previous_model", 0
+        )
+        logger.info(
+            "warm start: %d of %d users and %d of %d items start from the previous model",
+            warm["users_kept"],
+            data.train.num_users,
+            warm["items_kept"],
+            data.train.num_items,
+        )
     load_seconds = time.perf_counter() - t0
     folder = _checkpoint_folder(opts)
-    job = _Job(hp, opts, data, folder)
+    job = _Job(hp, opts, data, folder, previous)
     if opts["choose_epochs"] and data.validation is None:
         logger.info(
             "no validation rows: n_iter is not chosen, the preset's n_iter=%d is used",
@@ -213,6 +238,7 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
         "validation_history": [] if report is None else report["validation_history"],
         "validated_model": None if report is None else report["validated_model"],
         "data": data.counts,
+        "warm_start": warm,
     }
     timings = {
         "load_data_seconds": load_seconds,
@@ -260,12 +286,35 @@ def _summary(
         "refit": None if report is None else report["refit"],
         "popularity_prior": None if report is None else report.get("popularity_prior"),
         "resumed_from_epoch": resumed_from,
+        "warm_start": model.metrics.get("warm_start"),
         "history": [s.__dict__ for s in model.history],
         "validation": model.metrics["validation"],
         "validated_model": model.metrics["validated_model"],
         "validation_history": model.metrics["validation_history"],
         "timings": timings,
     }
+
+
+def _check_warm_start(previous: PreviousModel, fresh: ImplicitFactorizationModel) -> None:
+    """Refuse a previous model of another embedding_dim; log the hyperparameters that differ
+    from the previous model's (this job's own hyperparameters and defaults are used)."""
+    try:
+        check_dim(previous.model, fresh.hyperparameters["embedding_dim"])
+    except ValueError as exc:
+        raise UserError(f"the '{MODEL_CHANNEL}' channel: {exc}") from None
+    old, new = previous.model.hyperparameters, fresh.hyperparameters
+    differ = [
+        f"{k} ({old.get(k)!r} there, {v!r} here)"
+        for k, v in sorted(new.items())
+        if k not in ("device", "random_state", "n_iter")
+        and old.get(k) != v
+        and not (k == "l2" and v == "auto")
+    ]
+    if differ:
+        logger.info(
+            "warm start: this job's hyperparameters differ from the previous model's: %s",
+            ", ".join(differ),
+        )
 
 
 def _checkpoint_folder(opts: dict[str, Any]) -> Path | None:
@@ -303,14 +352,34 @@ class _Job:
     validation rows one model trains for ``n_iter`` epochs.
     """
 
-    def __init__(self, hp: dict[str, Any], opts: dict[str, Any], data, folder: Path | None):
+    def __init__(
+        self,
+        hp: dict[str, Any],
+        opts: dict[str, Any],
+        data,
+        folder: Path | None,
+        previous: PreviousModel | None = None,
+    ):
         self.hp, self.opts, self.data, self.folder = hp, opts, data, folder
+        self.previous = previous
         self.choose = bool(opts["choose_epochs"]) and data.validation is not None
         self.resumed_from: int | None = None
         self.validated: ImplicitFactorizationModel | None = None  # set by validate()
 
     def _fresh(self, **override: Any) -> ImplicitFactorizationModel:
         return ImplicitFactorizationModel(self.opts["preset"], **{**self.hp, **override})
+
+    def _start(self, fresh: ImplicitFactorizationModel, train) -> ImplicitFactorizationModel:
+        """The initial state of a model that no checkpoint continues: ``fresh`` (``fit`` will
+        initialise it), or with a ``model`` channel, ``fresh``'s hyperparameters warm-started
+        from the previous model on ``train``."""
+        if self.previous is None:
+            return fresh
+        return warm_start(self.previous.model, train, fresh.preset, **fresh.hyperparameters)
+
+    def _fingerprint(self, train, hyperparameters: dict[str, Any], phase: str | None):
+        start = None if self.previous is None else self.previous.identity
+        return fingerprint(train, hyperparameters, phase, warm_start=start)
 
     def _cap(self, model: ImplicitFactorizationModel) -> int:
         return self.opts["max_epochs"] if self.choose else model.hyperparameters["n_iter"]
@@ -324,15 +393,17 @@ class _Job:
         phase: str | None,
         n_iter: int,
     ) -> tuple[ImplicitFactorizationModel, dict[str, Any]]:
-        """The checkpointed model of this phase to continue, or ``fresh``; and its state."""
-        expected = fingerprint(train, fresh.hyperparameters, phase)
+        """The checkpointed model of this phase to continue (a checkpoint wins over a warm
+        start: it continues this job), else the initial state (:meth:`_start`); and its state."""
+        expected = self._fingerprint(train, fresh.hyperparameters, phase)
         state: dict[str, Any] = {"fingerprint": expected, "validation_history": []}
         if folder is None:
-            return fresh, state
+            return self._start(fresh, train), state
         found = find_resumable(folder, expected, n_iter, fresh.hyperparameters["device"])
         if found is None:
-            logger.info("no checkpoint in %s: starting fresh", folder)
-            return fresh, state
+            start = "from the previous model" if self.previous is not None else "fresh"
+            logger.info("no checkpoint in %s: starting %s", folder, start)
+            return self._start(fresh, train), state
         model, stored, path = found
         model.hyperparameters["n_iter"] = fresh.hyperparameters["n_iter"]
         state["validation_history"] = list(stored.get("validation_history", []))
@@ -350,7 +421,7 @@ class _Job:
             return None
         fresh = self._fresh()
         n = self._cap(fresh)
-        expected = fingerprint(self.data.train, fresh.hyperparameters, "refit")
+        expected = self._fingerprint(self.data.train, fresh.hyperparameters, "refit")
         found = find_resumable(self.folder, expected, n, fresh.hyperparameters["device"])
         report = None if found is None else found[1].get("report")
         if report is None:
@@ -427,7 +498,8 @@ class _Job:
                 _restore_params(model, best["params"], epochs)
             elif epochs != model.epochs_trained:  # resumed past the best epoch: rebuild it
                 logger.info("rebuilding the model of epoch %d (its snapshot was lost)", epochs)
-                model = self._fresh(n_iter=epochs, random_state=model.seed).fit(data.fit)
+                model = self._start(self._fresh(n_iter=epochs, random_state=model.seed), data.fit)
+                _continue(model, data.fit, epochs, None)
             model.hyperparameters["n_iter"] = epochs
         prior = _choose_prior(model, scorer) if opts["choose_prior"] else None
         metrics = evaluate(model, data.validation, data.fit, k=10)
