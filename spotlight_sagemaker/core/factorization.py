@@ -21,10 +21,12 @@ import torch
 
 from .config import AUTO, auto_l2, coerce, resolve
 from .errors import DivergedError, NotFittedError, UnknownIdError
+from .foldin import fold_in
 from .idmap import IdMap
 from .interactions import Interactions
 from .network import BilinearNet
 from .optim import Adam, LazyAdam
+from .queries import IndexQuery, answer
 from .ranking import mask_seen, top_k
 from .trainer import Trainer, check_memory, make_optimizer
 
@@ -53,12 +55,28 @@ class EpochStats:
 
 
 class Recommendation(NamedTuple):
-    """Top-N for one query id: raw item ids, best first, and their scores."""
+    """Top-N for one query id: raw item ids, best first, and their scores.
+
+    ``fallback`` is True where the popularity fallback answered; ``unknown_items`` lists the
+    candidates (``items=``) the model does not know, which it cannot score.
+    """
 
     query_id: str
     item_ids: list[str]
     scores: list[float]
     fallback: bool = False
+    unknown_items: tuple[str, ...] = ()
+
+
+def _distinct(raws: list[str], name: str) -> list[str]:
+    """``raws`` unchanged; a ValueError naming the first id given twice."""
+    if len(set(raws)) != len(raws):
+        seen: set[str] = set()
+        for r in raws:
+            if r in seen:
+                raise ValueError(f"{name} holds {r!r} more than once")
+            seen.add(r)
+    return raws
 
 
 def resolve_device(device: str) -> torch.device:
@@ -408,32 +426,187 @@ class ImplicitFactorizationModel:
                 out_i[lo : lo + len(q)], out_s[lo : lo + len(q)] = top_k(sims, k)
         return out_i[inverse], out_s[inverse]
 
+    @torch.no_grad()
+    def fold_in_indices(self, histories: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """User vectors ``[len(histories), dim]`` and biases for histories of known item
+        indices, the item tables fixed (the training objective for that one user; see
+        :mod:`.foldin`)."""
+        hists = [np.asarray(h, dtype=np.int64) for h in histories]
+        if any(len(h) == 0 for h in hists):
+            raise ValueError("every history needs at least one known item")
+        return fold_in(self._require(), self.hyperparameters, hists, seed=self.seed or 0)
+
+    def answer(self, queries: Sequence[IndexQuery]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Index-level requests with filters, candidates and histories (:mod:`.queries`):
+        ``(items, scores, counts)`` as :meth:`recommend_batch` returns them."""
+        return answer(self, queries)
+
     def recommend(
         self,
         user_ids: str | int | Sequence[str | int],
-        n: int = 10,
-        exclude_seen: bool = True,
+        n: int | None = None,
+        exclude_seen: bool | None = None,
         unknown: str = "fallback",
+        *,
+        items: Sequence[str | int] | None = None,
+        exclude_items: Sequence[str | int] | None = None,
+        include_items: Sequence[str | int] | None = None,
     ) -> Recommendation | list[Recommendation] | None:
         """Top-``n`` raw item ids and scores for one raw user id or a batch of them.
 
         Args:
             user_ids: one raw id (returns one Recommendation, or None when skipped) or a
                 sequence (returns a list).
-            n: how many items per user (fewer when the user has seen nearly every item).
-            exclude_seen: drop the items the user interacted with in training.
+            n: how many items per user (fewer when the user has seen nearly every item, or the
+                filters leave fewer); default 10, or every candidate with ``items``.
+            exclude_seen: drop the items the user interacted with in training; default True,
+                False with ``items`` (the caller chose the list).
             unknown: for users the model has never seen: ``"fallback"`` (most popular items,
                 flagged ``fallback=True``, score = share of training interactions; also
                 spelled ``"popular"``), ``"skip"`` (left out of the result) or ``"error"``
                 (raise UnknownIdError).
+            items: rank exactly these candidates (those the model does not know come back in
+                ``unknown_items``).
+            exclude_items: never return these items.
+            include_items: return only items among these.
+
+        Raises:
+            ValueError: a bad ``n``, an empty or duplicated ``items``/``include_items``.
         """
         self._require()
+        lists = items is not None or exclude_items is not None or include_items is not None
+        if n is None:
+            n = len(items) if items is not None else 10
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        if exclude_seen is None:
+            exclude_seen = items is None
+        unknown = _UNKNOWN_ALIASES.get(unknown, unknown)
+        single, raws, idx, known = self._lookup(user_ids, self._map("user_id"), unknown, "user_id")
+        if not lists:
+            top_i, top_s = self.recommend_indices(idx[known], n, exclude_seen)
+            return self._assemble(single, raws, known, top_i, top_s, unknown, n)
+        filters = self._filters(items, exclude_items, include_items)
+        queries = [
+            IndexQuery(
+                "user" if ok else "popular", int(n), int(i), None, bool(exclude_seen), *filters[:3]
+            )
+            for i, ok in zip(idx.tolist(), known.tolist(), strict=True)
+            if ok or unknown == "fallback"
+        ]
+        return self._answered(single, raws, known | (unknown == "fallback"), queries, filters[3])
+
+    def recommend_from_history(
+        self,
+        history: Sequence[str | int],
+        n: int = 10,
+        *,
+        exclude_history: bool = True,
+        unknown: str = "fallback",
+        items: Sequence[str | int] | None = None,
+        exclude_items: Sequence[str | int] | None = None,
+        include_items: Sequence[str | int] | None = None,
+        query_id: str = "",
+    ) -> Recommendation | None:
+        """Top-``n`` for a visitor the model has never seen, from the items they interacted
+        with: a user vector is folded in from ``history`` with the item tables fixed (the
+        training objective for that one user, :mod:`.foldin`), then scored like a known user.
+
+        Args:
+            history: raw item ids (distinct); ids the model does not know are ignored.
+            exclude_history: drop the history's items from the result (default True).
+            unknown: when no history item is known: ``"fallback"`` (popular items, flagged),
+                ``"skip"`` (returns None) or ``"error"`` (raise UnknownIdError).
+            items, exclude_items, include_items: as in :meth:`recommend`.
+            query_id: the id the result carries (e.g. a session id).
+        """
+        self._require()
+        if isinstance(history, (str, bytes, int)) or not len(history):
+            raise ValueError("history must be a non-empty sequence of item ids")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         unknown = _UNKNOWN_ALIASES.get(unknown, unknown)
-        single, raws, idx, known = self._lookup(user_ids, self._map("user_id"), unknown, "user_id")
-        top_i, top_s = self.recommend_indices(idx[known], n, exclude_seen)
-        return self._assemble(single, raws, known, top_i, top_s, unknown, n)
+        if unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
+        raws = _distinct([str(h) for h in history], "history")
+        idx = self._map("item_id").lookup(raws)
+        hist = idx[idx >= 0]
+        filters = self._filters(items, exclude_items, include_items)
+        if len(hist) == 0:
+            if unknown == "error":
+                raise UnknownIdError(f"no item of the history is known to the model: {raws[:5]}")
+            if unknown == "skip":
+                return None
+            exclude = hist if filters[1] is None else np.concatenate([filters[1], hist])
+            query = IndexQuery("popular", int(n), -1, None, True, filters[0], exclude, filters[2])
+        else:
+            query = IndexQuery("history", int(n), -1, hist, bool(exclude_history), *filters[:3])
+        out = self._answered(False, [query_id], np.array([True]), [query], filters[3])
+        assert isinstance(out, list)
+        return out[0]
+
+    def _filters(
+        self,
+        items: Sequence[str | int] | None,
+        exclude_items: Sequence[str | int] | None,
+        include_items: Sequence[str | int] | None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
+        """(candidates, exclude, include) as known item indices, and the unknown candidates."""
+        item_map = self._map("item_id")
+        out: list[np.ndarray | None] = []
+        unknown_candidates: tuple[str, ...] = ()
+        for name, values in (
+            ("items", items),
+            ("exclude_items", exclude_items),
+            ("include_items", include_items),
+        ):
+            if values is None:
+                out.append(None)
+                continue
+            if isinstance(values, (str, bytes, int)):
+                raise ValueError(f"{name} must be a sequence of item ids, got {values!r}")
+            raws = _distinct([str(v) for v in values], name)
+            if not raws and name != "exclude_items":
+                raise ValueError(f"{name} must hold at least one item id")
+            idx = item_map.lookup(raws)
+            if name == "items":
+                unknown_candidates = tuple(
+                    r for r, i in zip(raws, idx.tolist(), strict=True) if i < 0
+                )
+            out.append(idx[idx >= 0])
+        return out[0], out[1], out[2], unknown_candidates
+
+    def _answered(
+        self,
+        single: bool,
+        raws: list[str],
+        answered: np.ndarray,
+        queries: list[IndexQuery],
+        unknown_items: tuple[str, ...],
+    ) -> Recommendation | list[Recommendation] | None:
+        """Recommendations in query order for the ``answered`` ids (one query each)."""
+        top_i, top_s, counts = self.answer(queries) if queries else (None, None, None)
+        ids = self._map("item_id").ids
+        out: list[Recommendation] = []
+        row = 0
+        for raw, ok in zip(raws, answered.tolist(), strict=True):
+            if not ok:
+                continue
+            assert top_i is not None and top_s is not None and counts is not None
+            c = int(counts[row])
+            out.append(
+                Recommendation(
+                    raw,
+                    ids[top_i[row, :c]].tolist(),
+                    top_s[row, :c].tolist(),
+                    queries[row].kind == "popular",
+                    unknown_items,
+                )
+            )
+            row += 1
+        if single:
+            return out[0] if out else None
+        return out
 
     def _lookup(
         self, ids: Any, id_map: IdMap, unknown: str, kind: str

@@ -91,6 +91,12 @@ class BilinearNet(nn.Module):
             q, bi = self.items(items)
         return u @ q.T + self._item_bias(bi, items) + bu[:, None]
 
+    def score_vectors(self, users: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
+        """``[len(users), num_items]`` scores of user vectors that are not rows of the table
+        (folded in from a history): ``users`` ``[b, dim]``, ``biases`` ``[b]``."""
+        bi = self._item_bias(self.item_biases[:, 0], None)
+        return users @ self.item_embeddings.T + bi + biases[:, None]
+
     def pair_and_shared(
         self, users: torch.Tensor, items: torch.Tensor, shared: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
