@@ -178,7 +178,7 @@ BAD = [
         b'{"item_id": "2", "exclude_seen": false}',
         "application/jsonlines",
         codec.BadRequestError,
-        "user_id records only",
+        "applies to user_id and history records only",
     ),
     (b'"685"', "application/json", codec.BadRequestError, "got str"),
     (b'{"user_id": "1"', "application/json", codec.BadRequestError, "invalid JSON"),

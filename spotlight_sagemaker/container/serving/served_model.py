@@ -18,6 +18,7 @@ import torch
 
 from ...core import DivergedError, ImplicitFactorizationModel
 from ...core.factorization import UNKNOWN_POLICIES
+from ...core.queries import IndexQuery
 from . import codec
 
 logger = logging.getLogger("spotlight_sagemaker.inference")
@@ -75,9 +76,11 @@ class ServedModel:
         k = min(int(queries.top_n.max()), self.num_items)
         known = np.ones(count, dtype=bool)
         fallback = np.zeros(count, dtype=bool)
+        special = np.zeros(count, dtype=bool)  # records with lists: answered by model.answer
+        special[list(queries.lists)] = True
         found = {}
         for is_item in (False, True):
-            rows = np.flatnonzero(queries.is_item == is_item)
+            rows = np.flatnonzero((queries.is_item == is_item) & ~special)
             if len(rows) == 0:
                 continue
             idx = self._lookup(m.item_map if is_item else m.user_map, queries.ids, rows)
@@ -86,7 +89,8 @@ class ServedModel:
             if len(missing):
                 fallback[missing] = self._unknown(queries, missing, is_item)
             found[is_item] = rows[idx >= 0], idx[idx >= 0]
-        self._check_size(queries, known | fallback, k)
+        listed = self._index_queries(queries, known, fallback) if special.any() else None
+        self._check_size(queries, (known | fallback) & ~special, k, listed)
         items = np.full((count, k), -1, dtype=np.int64)
         scores = np.zeros((count, k), dtype=np.float32)
         for is_item, (rows, idx) in found.items():
@@ -103,22 +107,128 @@ class ServedModel:
                     raise codec.InferenceError(str(e)) from None
             items[rows, : top_i.shape[1]] = top_i
             scores[rows, : top_i.shape[1]] = top_s
-        if fallback.any():
+        plain_fallback = fallback & ~special
+        if plain_fallback.any():
             pop_i, pop_s = self.popular[0][:k], self.popular[1][:k]
-            items[fallback, : len(pop_i)] = pop_i
-            scores[fallback, : len(pop_i)] = pop_s
+            items[plain_fallback, : len(pop_i)] = pop_i
+            scores[plain_fallback, : len(pop_i)] = pop_s
         counts = np.minimum((items >= 0).sum(axis=1), queries.top_n)
+        unknown_items: dict[int, list[str]] = {}
+        if listed is not None:
+            answered, index_queries, unknown_items = listed
+            if answered:
+                try:
+                    top_i, top_s, top_c = m.answer(index_queries)
+                except DivergedError as e:
+                    raise codec.InferenceError(str(e)) from None
+                items[answered, : top_i.shape[1]] = top_i
+                scores[answered, : top_i.shape[1]] = top_s
+                counts[answered] = top_c
         if not np.isfinite(scores[np.arange(k)[None, :] < counts[:, None]]).all():
             raise codec.InferenceError("the model produced non-finite scores")
-        return codec.Results(queries, items, scores, counts, known, fallback, self.vocab)
+        return codec.Results(
+            queries, items, scores, counts, known, fallback, self.vocab, unknown_items
+        )
 
-    def _check_size(self, queries: codec.Queries, answered: np.ndarray, k: int) -> None:
+    def _index_queries(
+        self, queries: codec.Queries, known: np.ndarray, fallback: np.ndarray
+    ) -> tuple[list[int], list[IndexQuery], dict[int, list[str]]]:
+        """The records with list fields as the core's :class:`IndexQuery` (rows answered, their
+        queries) and each record's unknown candidates; sets ``known``/``fallback`` for them.
+
+        Raises:
+            BadRequestError: a history record whose user_id the model knows, or an unknown id
+                under an ``error`` policy.
+        """
+        m = self.model
+        user_map, item_map = m.user_map, m.item_map
+        assert user_map is not None and item_map is not None
+        rows: list[int] = []
+        out: list[IndexQuery] = []
+        unknown_items: dict[int, list[str]] = {}
+        for r, lists in queries.lists.items():
+            raw, is_item = queries.ids[r], bool(queries.is_item[r])
+            candidates = self._items(lists.items, r, queries, unknown_items)
+            exclude = self._items(lists.exclude_items, r, queries, None)
+            include = self._items(lists.include_items, r, queries, None)
+            n = int(queries.top_n[r])
+            flag = bool(queries.exclude_seen[r])
+            index = -1
+            if raw:
+                index = int((item_map if is_item else user_map).lookup([raw])[0])
+            known[r] = index >= 0
+            if lists.history is not None:
+                if index >= 0:
+                    raise codec.BadRequestError(
+                        f"{queries.where(r)}: user_id {raw!r} is known to the model; give "
+                        "either a known user_id or a history (for a user the model does not "
+                        "know), not both"
+                    )
+                hist = self._items(lists.history, r, queries, None)
+                if hist is not None and len(hist):
+                    rows.append(r)
+                    out.append(
+                        IndexQuery("history", n, -1, hist, flag, candidates, exclude, include)
+                    )
+                    continue
+                if self.unknown[False] == "error":
+                    raise codec.BadRequestError(
+                        f"{queries.where(r)}: no item of the history is known to the model "
+                        "(SPOTLIGHT_UNKNOWN_USER=error)"
+                    )
+            elif index >= 0:
+                rows.append(r)
+                kind = "item" if is_item else "user"
+                out.append(IndexQuery(kind, n, index, None, flag, candidates, exclude, include))
+                continue
+            # an unknown user or item, or a history of which no item is known
+            fallback[r] = self._unknown(queries, np.array([r]), is_item)
+            if fallback[r]:
+                rows.append(r)
+                out.append(IndexQuery("popular", n, -1, None, True, candidates, exclude, include))
+        return rows, out, unknown_items
+
+    def _items(
+        self,
+        raws: list[str] | None,
+        r: int,
+        queries: codec.Queries,
+        unknown: dict[int, list[str]] | None,
+    ) -> np.ndarray | None:
+        """Known item indices of a list field (None when not given); unknown candidates are
+        recorded in ``unknown`` (or refused under SPOTLIGHT_UNKNOWN_ITEM=error), unknown ids
+        of the other lists are left out (nothing to score, filter or fold in)."""
+        if raws is None:
+            return None
+        item_map = self.model.item_map
+        assert item_map is not None
+        idx = item_map.lookup(raws)
+        if unknown is not None and (idx < 0).any():
+            missing = [raw for raw, i in zip(raws, idx.tolist(), strict=True) if i < 0]
+            if self.unknown[True] == "error":
+                raise codec.BadRequestError(
+                    f"{queries.where(r)}: unknown item_id {missing[0]!r} in items "
+                    "(SPOTLIGHT_UNKNOWN_ITEM=error)"
+                )
+            unknown[r] = missing
+        return idx[idx >= 0]
+
+    def _check_size(
+        self,
+        queries: codec.Queries,
+        answered: np.ndarray,
+        k: int,
+        listed: tuple[list[int], list[IndexQuery], dict[int, list[str]]] | None = None,
+    ) -> None:
         """413 before any scoring when the response must exceed SPOTLIGHT_MAX_RESPONSE_BYTES
         (a lower bound: every CSV row holds the query id, an item id and a 6-decimal score),
         or when the records x largest top_n table would (mixing one large top_n into many
         small ones): memory stays bounded by the response limit, whatever the request."""
         limits = codec.Limits.from_env()
         n_out = np.where(answered, np.minimum(queries.top_n, self.num_items), 0)
+        if listed is not None:  # filtered records may get no item; unknown candidates get rows
+            for r, missing in listed[2].items():
+                n_out[r] = len(missing)
         id_len = np.fromiter(map(len, queries.ids), dtype=np.int64, count=len(queries))
         least = int((n_out * (id_len + self.min_item_len + 9)).sum())
         if least > limits.max_response_bytes:

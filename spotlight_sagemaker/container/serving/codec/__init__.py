@@ -22,7 +22,7 @@ from .errors import (
     PayloadTooLargeError,
     UnsupportedContentTypeError,
 )
-from .records import ItemVocab, Limits, Queries, Results
+from .records import LIST_FIELDS, ItemVocab, Limits, Queries, RecordLists, Results
 
 __all__ = [
     "DECODERS",
@@ -33,10 +33,12 @@ __all__ = [
     "Decoder",
     "InferenceError",
     "ItemVocab",
+    "LIST_FIELDS",
     "Limits",
     "NotAcceptableError",
     "PayloadTooLargeError",
     "Queries",
+    "RecordLists",
     "Results",
     "UnsupportedContentTypeError",
     "decode",

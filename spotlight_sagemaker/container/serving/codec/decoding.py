@@ -12,10 +12,11 @@ import numpy as np
 
 from ....contract.content_types import CSV, JSON, JSONLINES, media_type
 from .errors import BadRequestError, PayloadTooLargeError, UnsupportedContentTypeError
-from .records import Limits, Queries
+from .records import LIST_FIELDS, Limits, Queries, RecordLists
 
-_QUERY_KEYS = {"user_id": False, "item_id": True}  # key -> asks for similar items
-_RECORD_KEYS = frozenset(("user_id", "item_id", "top_n", "exclude_seen"))
+_RECORD_KEYS = frozenset(("user_id", "item_id", "top_n", "exclude_seen", *LIST_FIELDS))
+#: CSV cells of list fields hold ids separated by this (as Amazon Personalize's CSVs do)
+LIST_SEPARATOR = "|"
 _USER_KEYS = frozenset(("user_id", "top_n", "exclude_seen"))
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
@@ -149,7 +150,7 @@ def _decode_csv(text: str) -> Decoded:
         n = next((n for n, line in zip(numbers, lines, strict=True) if line.count('"') % 2), 1)
         raise BadRequestError(f"line {n}: a quoted CSV field does not end on its line")
     columns = ["user_id", "top_n"]
-    if rows and rows[0] and rows[0][0].strip() in _QUERY_KEYS:
+    if rows and rows[0] and rows[0][0].strip() in _RECORD_KEYS:
         columns = [c.strip() for c in rows[0]]
         unknown = [c for c in columns if c not in _RECORD_KEYS]
         if unknown or len(set(columns)) != len(columns):
@@ -159,6 +160,7 @@ def _decode_csv(text: str) -> Decoded:
             )
         rows, numbers = rows[1:], numbers[1:]
     values = []
+    listed = [c for c in columns if c in LIST_FIELDS]
     for n, row in zip(numbers, rows, strict=True):
         if len(row) > len(columns):
             raise BadRequestError(
@@ -166,7 +168,11 @@ def _decode_csv(text: str) -> Decoded:
                 f"({','.join(columns)})"
             )
         fields = zip(columns, (v.strip() for v in row), strict=False)
-        values.append({c: v for c, v in fields if v})
+        record: dict[str, Any] = {c: v for c, v in fields if v}
+        for name in listed:  # a list cell: ids joined with "|" (an empty cell: not given)
+            if name in record:
+                record[name] = [v.strip() for v in record[name].split(LIST_SEPARATOR)]
+        values.append(record)
     return numbers, values, "line"
 
 
@@ -227,6 +233,7 @@ def _each_record(numbers: list[int], records: list[Any], unit: str, limits: Limi
     top_n: list[int] = []
     items: list[int] = []
     exclude: dict[int, bool] = {}
+    lists: dict[int, RecordLists] = {}
     cache: dict[str, int] = {}
     default, max_n = limits.default_top_n, limits.max_top_n
     allowed = _RECORD_KEYS
@@ -245,13 +252,26 @@ def _each_record(numbers: list[int], records: list[Any], unit: str, limits: Limi
         raw = rec.get("user_id")
         if raw is None:
             raw = rec.get("item_id")
-            if raw is None:
-                raise BadRequestError(f'{where(r)}: missing "user_id" (or "item_id")')
-            items.append(r)
-        if type(raw) is not str or not raw or "\x00" in raw or not raw.isascii():
+            if raw is None and "history" not in rec:
+                raise BadRequestError(f'{where(r)}: missing "user_id" (or "item_id", or "history")')
+            if raw is not None:
+                items.append(r)
+        if raw is None:
+            raw = ""  # an anonymous visitor, known by their history alone
+        elif type(raw) is not str or not raw or "\x00" in raw or not raw.isascii():
             raw = _query_id(raw, where(r), "item_id" if "item_id" in rec else "user_id")
         ids.append(raw)
         n = rec.get("top_n", default)
+        if not rec.keys().isdisjoint(LIST_FIELDS):
+            lists[r] = _record_lists(rec, where(r), limits)
+            candidates = lists[r].items
+            if candidates is not None:  # the caller chose the list: all of it, seen or not
+                exclude[r] = False
+                if "top_n" not in rec:
+                    top_n.append(len(candidates))  # (bounded by SPOTLIGHT_MAX_LIST_ITEMS)
+                    if "exclude_seen" in rec:
+                        exclude[r] = _flag(rec["exclude_seen"], where(r))
+                    continue
         if type(n) is int and 0 < n <= max_n:
             top_n.append(n)
         elif type(n) is str and n in cache:
@@ -267,7 +287,48 @@ def _each_record(numbers: list[int], records: list[Any], unit: str, limits: Limi
     exclude_seen = np.ones(len(ids), dtype=bool)
     if exclude:
         exclude_seen[list(exclude)] = list(exclude.values())
-    return Queries(ids, is_item, np.array(top_n, dtype=np.int64), exclude_seen, numbers, unit)
+    return Queries(
+        ids, is_item, np.array(top_n, dtype=np.int64), exclude_seen, numbers, unit, lists
+    )
+
+
+def _record_lists(rec: dict, where: str, limits: Limits) -> RecordLists:
+    """The record's list fields, validated: lists (CSV: ``|``-joined) of distinct ids, at most
+    ``limits.max_list_items`` each; only ``exclude_items`` may be empty."""
+    out: dict[str, list[str]] = {}
+    for name in LIST_FIELDS:
+        if name not in rec:
+            continue
+        value = rec[name]
+        if type(value) is not list:
+            raise BadRequestError(
+                f"{where}: {name} must be a list of item ids, got {type(value).__name__} "
+                f"{_short(value)}"
+            )
+        if len(value) > limits.max_list_items:
+            raise BadRequestError(
+                f"{where}: {name} holds {len(value)} ids, over the limit of "
+                f"{limits.max_list_items} (SPOTLIGHT_MAX_LIST_ITEMS)"
+            )
+        if not value and name != "exclude_items":
+            raise BadRequestError(f"{where}: {name} is empty; give at least one item id")
+        ids = [
+            v
+            if type(v) is str and v and v.isascii() and "\x00" not in v
+            else _query_id(v, where, f"every id in {name}")
+            for v in value
+        ]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise BadRequestError(f"{where}: {name} holds {dup!r} more than once")
+        out[name] = ids
+    return RecordLists(**out)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_keys(rec: dict, where: str) -> None:
@@ -279,8 +340,12 @@ def _check_keys(rec: dict, where: str) -> None:
         )
     if "user_id" in rec and "item_id" in rec:
         raise BadRequestError(f'{where}: give either "user_id" or "item_id", not both')
+    if "item_id" in rec and "history" in rec:
+        raise BadRequestError(f'{where}: give either "item_id" or "history", not both')
     if "item_id" in rec and "exclude_seen" in rec:
-        raise BadRequestError(f'{where}: "exclude_seen" applies to user_id records only')
+        raise BadRequestError(
+            f'{where}: "exclude_seen" applies to user_id and history records only'
+        )
 
 
 def _utf8_encodable(text: str) -> bool:

@@ -88,6 +88,8 @@ def _flat(results: Results) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _encode_csv(results: Results) -> bytes:
+    if results.unknown_items:
+        return _encode_csv_reporting(results)
     rows, items, scores = _flat(results)
     if len(rows) == 0:
         return b""
@@ -107,6 +109,22 @@ def _encode_csv(results: Results) -> bytes:
     return joined_rows([query[rows], results.vocab.csv[items], format_fixed(scores)], b",")
 
 
+def _encode_csv_reporting(results: Results) -> bytes:
+    """CSV where some records have unknown candidates: each record's ranked rows, then one row
+    per unknown candidate with an empty score (``685,nope,``)."""
+    ids = [_csv_field(s) for s in results.queries.ids]
+    vocab = results.vocab.csv_text
+    lines: list[str] = []
+    for r, count in enumerate(results.counts.tolist()):
+        text = format_small(results.scores[r, :count].tolist())
+        lines.extend(
+            f"{ids[r]},{vocab[i]},{t}"
+            for i, t in zip(results.items[r, :count].tolist(), text, strict=True)
+        )
+        lines.extend(f"{ids[r]},{_csv_field(u)}," for u in results.unknown_items.get(r, ()))
+    return "\n".join(lines).encode()
+
+
 def _objects(results: Results) -> list[str]:
     q = results.queries
     rows, items, scores = _flat(results)
@@ -116,11 +134,16 @@ def _objects(results: Results) -> list[str]:
     for r, count in enumerate(results.counts.tolist()):
         hi = lo + count
         key = "item_id" if q.is_item[r] else "user_id"
+        query = json.dumps(q.ids[r]) if q.ids[r] or r not in q.lists else "null"
+        extra = ""
+        lists = q.lists.get(r)
+        if lists is not None and lists.items is not None:
+            extra = f', "unknown_items": {json.dumps(results.unknown_items.get(r, []))}'
         out.append(
-            f'{{"{key}": {json.dumps(q.ids[r])}, "items": [{", ".join(item_json[lo:hi])}], '
+            f'{{"{key}": {query}, "items": [{", ".join(item_json[lo:hi])}], '
             f'"scores": [{", ".join(score_text[lo:hi])}], '
             f'"known": {"true" if results.known[r] else "false"}, '
-            f'"fallback": {"true" if results.fallback[r] else "false"}}}'
+            f'"fallback": {"true" if results.fallback[r] else "false"}{extra}}}'
         )
         lo = hi
     return out

@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,12 +22,14 @@ class Limits:
     max_top_n: int = 1000
     max_records: int = 200_000
     max_response_bytes: int = 6_553_500
+    max_list_items: int = 10_000
 
     _ENV = {
         "default_top_n": "SPOTLIGHT_DEFAULT_TOP_N",
         "max_top_n": "SPOTLIGHT_MAX_TOP_N",
         "max_records": "SPOTLIGHT_MAX_RECORDS",
         "max_response_bytes": "SPOTLIGHT_MAX_RESPONSE_BYTES",
+        "max_list_items": "SPOTLIGHT_MAX_LIST_ITEMS",
     }
 
     @classmethod
@@ -35,12 +37,12 @@ class Limits:
         """Read ``SPOTLIGHT_*`` overrides; a bad value raises ValueError naming the variable."""
         env = os.environ if environ is None else environ
         values = {}
-        for field, var in cls._ENV.items():
+        for name, var in cls._ENV.items():
             raw = env.get(var, "").strip()
             if raw:
                 if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
                     raise ValueError(f"{var} must be a positive integer, got {raw!r}")
-                values[field] = int(raw)
+                values[name] = int(raw)
         limits = cls(**values)
         if limits.default_top_n > limits.max_top_n:
             raise ValueError(
@@ -48,6 +50,27 @@ class Limits:
                 f"SPOTLIGHT_MAX_TOP_N ({limits.max_top_n})"
             )
         return limits
+
+
+#: The list fields of a record, in the order they are validated.
+LIST_FIELDS = ("history", "items", "exclude_items", "include_items")
+
+
+@dataclass(frozen=True)
+class RecordLists:
+    """The list fields of one record (raw item ids, distinct; None where not given).
+
+    Attributes:
+        history: recommend from these items (a user vector folded in from them).
+        items: rank exactly these candidates.
+        exclude_items: never return these.
+        include_items: return only items among these.
+    """
+
+    history: list[str] | None = None
+    items: list[str] | None = None
+    exclude_items: list[str] | None = None
+    include_items: list[str] | None = None
 
 
 @dataclass
@@ -61,6 +84,8 @@ class Queries:
         exclude_seen: whether to drop the user's training items (user records only).
         numbers: line number (JSON lines, CSV) or position (JSON list) of each record.
         unit: ``"line"`` or ``"record"``: what ``numbers`` count.
+        lists: the list fields of the records that give any (:class:`RecordLists`), by
+            record position; a history record without a ``user_id`` has the id ``""``.
     """
 
     ids: list[str]
@@ -69,6 +94,7 @@ class Queries:
     exclude_seen: np.ndarray
     numbers: list[int]
     unit: str = "line"
+    lists: dict[int, RecordLists] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -91,6 +117,8 @@ class Results:
         known: False where the query id is unknown to the model.
         fallback: True where the popularity fallback answered.
         vocab: the model's item ids, pre-encoded once (:class:`ItemVocab`).
+        unknown_items: the candidates (``items``) of a record that the model does not know,
+            by record position (reported after the record's ranked items).
     """
 
     queries: Queries
@@ -100,6 +128,7 @@ class Results:
     known: np.ndarray
     fallback: np.ndarray
     vocab: ItemVocab
+    unknown_items: dict[int, list[str]] = field(default_factory=dict)
 
 
 class ItemVocab:
