@@ -30,7 +30,7 @@ from .contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from .model import SpotlightModel
 from .session import resolve_role, resolve_session
 from .transformer import SpotlightTransformer
-from .uploads import resolve_inputs
+from .uploads import MODEL_CHANNEL, resolve_inputs, resolve_model_uri
 
 _SCRIPT_MODE_KEYS = (
     SCRIPT_PARAM_NAME,
@@ -112,12 +112,15 @@ class SpotlightEstimator(Framework):
                 embedded local session).
             **kwargs: Spotlight hyperparameters, or arguments of the SDK's ``EstimatorBase`` /
                 ``Framework`` (``checkpoint_s3_uri``, ``use_spot_instances``, ``max_wait``,
-                ``output_path``, ``tags``, ``environment``, ...).
+                ``output_path``, ``tags``, ``environment``, ...). ``model_uri`` (a previous
+                job's ``model_data``, or a local ``model.tar.gz``) warm-starts each job from
+                that model through the ``model`` channel.
 
         Raises:
             ValueError: bad hyperparameters, versions without an image, no role outside
                 SageMaker, ``instance_count`` other than 1, inconsistent code options (an
-                ``entry_point`` that is not in ``source_dir``).
+                ``entry_point`` that is not in ``source_dir``), a ``model_channel_name`` other
+                than ``model`` with a ``model_uri``.
             TypeError: an unknown keyword argument.
             FileNotFoundError: a local ``source_dir`` that is not a folder.
         """
@@ -151,6 +154,12 @@ class SpotlightEstimator(Framework):
             raise ValueError(
                 f"instance_groups must be one group of one instance (train.py is single-node), "
                 f"got {len(groups)} group(s) with instance counts {counts}"
+            )
+        channel = kwargs.get("model_channel_name", MODEL_CHANNEL)
+        if kwargs.get("model_uri") is not None and channel != MODEL_CHANNEL:
+            raise ValueError(
+                f"model_channel_name={channel!r}: train.py warm-starts from the "
+                f"'{MODEL_CHANNEL}' channel; leave model_channel_name at its default"
             )
         if image_uri is None:
             defaults.check_framework_version(framework_version, py_version, "training")
@@ -207,9 +216,12 @@ class SpotlightEstimator(Framework):
     ) -> Any:
         """Train on an ``s3://`` URI, a local CSV file or folder, or a dict of channels.
 
-        A plain string becomes the ``training`` channel; ``validation`` is optional. Local
-        paths are uploaded to ``s3://<default bucket>/<job name>/input/<channel>`` (logged);
-        in local mode they are read in place.
+        A plain string becomes the ``training`` channel; ``validation`` is optional, and a
+        ``model`` channel (or the estimator's ``model_uri``: a previous job's ``model_data``)
+        warm-starts training from that model (docs/training.md, *Warm start*). Local
+        paths, ``model_uri`` included, are uploaded to
+        ``s3://<default bucket>/<job name>/input/<channel>`` (logged); in local mode they are
+        read in place.
 
         In local mode the job runs while ``fit`` waits; its log is printed as it runs unless
         ``logs`` is False or ``"None"`` (then only a failure's reason is shown).
@@ -220,6 +232,9 @@ class SpotlightEstimator(Framework):
         """
         job_name = self._get_or_create_name(job_name)
         inputs = resolve_inputs(self.sagemaker_session, inputs, f"{job_name}/input")
+        self.model_uri = resolve_model_uri(
+            self.sagemaker_session, self.model_uri, f"{job_name}/input/{MODEL_CHANNEL}"
+        )
         session: Any = self.sagemaker_session
         quiet = logs is False or logs == "None"
         before = getattr(session, "stream_job_logs", None)

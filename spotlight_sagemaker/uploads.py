@@ -86,3 +86,20 @@ def resolve_inputs(session: Any, inputs: Any, key_prefix: str) -> Any:
             out[channel] = value
         return out
     return inputs  # TrainingInput / FileSystemInput: the SDK checks them
+
+
+#: The channel train.py warm-starts from (the SDK's default ``model_channel_name``).
+MODEL_CHANNEL = "model"
+
+
+def resolve_model_uri(session: Any, model_uri: Any, key_prefix: str) -> Any:
+    """``model_uri`` as a job reads it: an ``s3://`` URI as given; a local ``model.tar.gz`` or
+    artifact folder uploaded (on AWS) or made a ``file://`` URI (local mode); None stays None.
+
+    Raises:
+        FileNotFoundError: a local path that does not exist.
+        ValueError: a ``file://`` URI outside local mode.
+    """
+    if model_uri is None or not isinstance(model_uri, (str, os.PathLike)):
+        return model_uri  # None, or a PipelineVariable: the SDK handles it
+    return resolve_path(session, os.fspath(model_uri), key_prefix, "model_uri")

@@ -143,6 +143,28 @@ def test_fit_leaves_model_tar_gz_where_model_data_says(estimator, session):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("form", ["file", "s3"])
+def test_model_uri_warm_starts_a_local_job(estimator, session, ml100k_csv, form):
+    """``model_uri=previous.model_data`` (a file:// URI in local mode), or the same file as an
+    s3:// URI of the local bucket, is the job's model channel."""
+    from spotlight_sagemaker import SpotlightEstimator
+
+    uri = estimator.model_data
+    if form == "s3":
+        key = Path(uri[len("file://") :]).relative_to(session.local_root).as_posix()
+        uri = f"s3://spotlight-local/{key}"
+    warm = SpotlightEstimator(
+        instance_type="local", sagemaker_session=session, model_uri=uri, **{**HPS, "n_iter": 1}
+    )
+    warm.fit(str(ml100k_csv), logs=False)
+    model = load_artifact(warm.model_data)
+    start = model.metrics["warm_start"]
+    assert start["previous"]["source"].endswith("/input/data/model/model.tar.gz")
+    assert start["users_kept"] == model.num_users == 943 and start["users_new"] == 0
+    assert start["previous"]["epochs_trained"] == 2 and model.epochs_trained == 1
+
+
+@pytest.mark.slow
 def test_transform_then_deploy_predict_delete(estimator, session, requests_file, ml100k_csv):
     transformer = estimator.transformer(instance_type="local")
     transformer.transform(str(requests_file), wait=True)

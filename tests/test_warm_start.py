@@ -365,3 +365,85 @@ def test_a_tampered_artifact_in_the_archive_is_refused(tmp_path, old_job):
     env = environ(base, ("training", "model"))
     assert main([*JOB, "--n_iter", "1"], env) == EXIT_USER_ERROR
     assert "does not match its checksum" in failure(base)
+
+
+# ---------------------------------------------------------------------- the SDK
+@pytest.fixture
+def sm(aws_env, monkeypatch):
+    import moto
+    from _sdk_helpers import no_sleep, session
+
+    no_sleep(monkeypatch)
+    with moto.mock_aws():
+        yield session(aws_env)
+
+
+def model_channel(uri: str) -> dict:
+    return {
+        "ChannelName": "model",
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "ContentType": "application/x-sagemaker-model",
+        "InputMode": "File",
+    }
+
+
+def test_model_uri_is_the_model_channel_and_survives_attach(sm, old_job):
+    from _sdk_helpers import ROLE, capture, put_model
+
+    from spotlight_sagemaker import SpotlightEstimator
+
+    created = capture(sm, "CreateTrainingJob")
+    bucket = sm.default_bucket()
+    previous = f"s3://{bucket}/old-job/output/model.tar.gz"
+    put_model(sm, previous, old_job)
+    est = SpotlightEstimator(
+        role=ROLE, instance_type="ml.m5.xlarge", sagemaker_session=sm, model_uri=previous
+    )
+    est.fit(f"s3://{bucket}/training/", wait=False, job_name="warm-1")
+    channels = created[0]["InputDataConfig"]
+    assert [c["ChannelName"] for c in channels] == ["training", "model"]
+    assert channels[1] == model_channel(previous)
+    again = SpotlightEstimator.attach("warm-1", sagemaker_session=sm)
+    assert again.model_uri == previous and again.model_channel_name == "model"
+
+
+def test_a_local_model_uri_is_uploaded_and_a_renamed_channel_refused(sm, old_job, tmp_path):
+    from _sdk_helpers import ROLE, capture
+
+    from spotlight_sagemaker import SpotlightEstimator
+
+    created = capture(sm, "CreateTrainingJob")
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(tar_folder(old_job))
+    est = SpotlightEstimator(
+        role=ROLE, instance_type="ml.m5.xlarge", sagemaker_session=sm, model_uri=str(archive)
+    )
+    est.fit(f"s3://{sm.default_bucket()}/training/", wait=False, job_name="warm-2")
+    uri = f"s3://{sm.default_bucket()}/warm-2/input/model"
+    assert created[0]["InputDataConfig"][1] == model_channel(uri)
+    listed = sm.boto_session.client("s3").list_objects_v2(
+        Bucket=sm.default_bucket(), Prefix="warm-2/input/model"
+    )
+    assert [o["Key"] for o in listed["Contents"]] == ["warm-2/input/model/model.tar.gz"]
+
+    with pytest.raises(FileNotFoundError, match="model_uri"):
+        SpotlightEstimator(
+            role=ROLE,
+            instance_type="ml.m5.xlarge",
+            sagemaker_session=sm,
+            model_uri=str(tmp_path / "missing.tar.gz"),
+        ).fit(f"s3://{sm.default_bucket()}/training/", wait=False)
+    with pytest.raises(ValueError, match="model_channel_name='pretrained'"):
+        SpotlightEstimator(
+            role=ROLE,
+            instance_type="ml.m5.xlarge",
+            sagemaker_session=sm,
+            model_uri="s3://b/model.tar.gz",
+            model_channel_name="pretrained",
+        )
