@@ -10,9 +10,15 @@ every item embedding and bias fixed (they are what the model learned):
   over a fixed uniform sample of up to :data:`NEGATIVES` items (Spotlight samples one negative
   per positive); ``adaptive_hinge`` is folded in with the hinge objective (its max over sampled
   negatives has no fixed-sample counterpart);
-- plus the L2 penalty of ``l2_rule="per_interaction"``: ``l2 * |p_u|^2`` per interaction, so the
-  same ``l2`` the model trained with. Under ``l2_rule="weight_decay"`` the same form is used
-  (Adam's decay has no per-user objective to match).
+- plus the L2 penalty of ``l2_rule="per_interaction"``, ``l2 * |p_u|^2`` per interaction (the
+  same ``l2`` the model trained with), counted over at least :data:`PSEUDO_COUNT` interactions:
+  a history of 3 items is shrunk as if it had 30, towards the zero vector, whose scores are the
+  item biases plus the popularity prior. Without it (``PSEUDO_COUNT = 0``: exactly the training
+  objective of a user with those items) one or three items give an overconfident vector; 30 was
+  chosen on validation users of two datasets (``bench/sweep_fold_in.py``, never the bench's
+  test users), where it beat 0 on both. A history of 30 items or more gets the training
+  objective itself. Under ``l2_rule="weight_decay"`` the same form is used (Adam's decay has no
+  per-user objective to match).
 
 The problem is solved by L-BFGS with a strong-Wolfe line search, for every history of a batch
 at once (the objective is a sum of independent per-history terms), from the zero vector: the
@@ -29,6 +35,8 @@ import torch
 
 from .network import BilinearNet
 
+#: the L2 penalty counts at least this many interactions (see the module docstring)
+PSEUDO_COUNT = 30.0
 #: negatives of the fixed uniform sample used by the pairwise and pointwise objectives
 NEGATIVES = 1024
 #: history x catalogue cells folded in at once (blocks of histories)
@@ -41,6 +49,7 @@ def fold_in(
     hyperparameters: dict,
     histories: Sequence[np.ndarray],
     seed: int = 0,
+    pseudo_count: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """User embeddings ``[len(histories), dim]`` and biases ``[len(histories)]`` for histories of
     known item indices (each non-empty, distinct)."""
@@ -64,7 +73,8 @@ def fold_in(
         ):
             cells += width * (1 + len(histories[hi]))
             hi += 1
-        u, b = _solve(net, hyperparameters, histories[lo:hi], neg)
+        count = PSEUDO_COUNT if pseudo_count is None else float(pseudo_count)
+        u, b = _solve(net, hyperparameters, histories[lo:hi], neg, count)
         out_u[lo:hi], out_b[lo:hi] = u, b
         lo = hi
     return out_u, out_b
@@ -75,6 +85,7 @@ def _solve(
     hp: dict,
     histories: Sequence[np.ndarray],
     neg: torch.Tensor | None,
+    pseudo_count: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     dev = net.item_embeddings.device
     q = net.item_embeddings.detach().float()
@@ -85,6 +96,8 @@ def _solve(
         dev
     )
     weight = torch.from_numpy(1.0 / np.repeat(sizes, sizes)).float().to(dev)  # mean per history
+    # l2 per interaction, counting at least `pseudo_count` interactions: [len(histories)]
+    shrink = torch.from_numpy(np.maximum(1.0, pseudo_count / sizes)).float().to(dev)
     l2 = float(hp["l2"])
     loss = hp["loss"]
     u = torch.zeros(len(histories), q.shape[1], device=dev, requires_grad=True)
@@ -105,7 +118,7 @@ def _solve(
                 per = (1.0 - torch.sigmoid(pos[:, None] - s_neg[rows])).mean(1)
             else:  # hinge, adaptive_hinge
                 per = torch.clamp(s_neg[rows] - pos[:, None] + 1.0, min=0.0).mean(1)
-        return (per * weight).sum() + l2 * u.square().sum()
+        return (per * weight).sum() + l2 * (shrink * u.square().sum(1)).sum()
 
     params = [u, b] if loss == "pointwise" else [u]  # the user bias cancels in the others
     opt = torch.optim.LBFGS(
