@@ -131,26 +131,65 @@ def _model_path(value: str, folder_ok: bool) -> Path:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    """Top-N for users from a model.tar.gz, in-process; CSV user_id,item_id,score[,title]."""
+    """Top-N for users (or for a new visitor's --history) from a model.tar.gz, in-process; CSV
+    user_id,item_id,score[,title]."""
     from .local.workflow import load_artifact
 
+    if not args.user and args.history is None:
+        raise ValueError("give --user (repeatable) or --history")
+    if args.history is not None and args.user and len(args.user) > 1:
+        raise ValueError("--history is one visitor: give at most one --user (its label)")
     model = load_artifact(_model_path(args.model, folder_ok=True))
     titles = {}
     if args.movielens_dir:
         from .movielens import load_titles
 
         titles = load_titles(args.movielens_dir)
-    recs = model.recommend(
-        args.user, n=args.top_n, exclude_seen=not args.include_seen, unknown=args.unknown
-    )
-    assert isinstance(recs, list)  # --user is a list (action="append"): one row per user
+    lists = {
+        "items": args.items,
+        "exclude_items": args.exclude_items,
+        "include_items": args.include_items,
+    }
+    if args.history is not None:
+        one = model.recommend_from_history(
+            args.history,
+            n=args.top_n or 10,
+            exclude_history=not args.include_seen,
+            unknown=args.unknown,
+            query_id=args.user[0] if args.user else "",
+            **lists,
+        )
+        recs = [] if one is None else [one]
+    else:
+        found = model.recommend(
+            args.user,
+            n=args.top_n,
+            exclude_seen=True if args.exclude_seen else None if not args.include_seen else False,
+            unknown=args.unknown,
+            **lists,
+        )
+        assert isinstance(found, list)  # --user is a list (action="append"): one row per user
+        recs = found
     for rec in recs:
-        for item, score in zip(rec.item_ids, rec.scores, strict=True):
-            row = [str(rec.query_id), str(item), f"{float(score):.6f}"]
+        rows = [
+            (item, f"{float(score):.6f}")
+            for item, score in zip(rec.item_ids, rec.scores, strict=True)
+        ]
+        rows += [(item, "") for item in rec.unknown_items]  # candidates it cannot score: last
+        for item, score in rows:
+            row = [str(rec.query_id), str(item), score]
             if titles:
                 row.append(titles.get(str(item), ""))
             print(",".join(_csv_field(v) for v in row))
     return 0
+
+
+def _id_list(value: str) -> list[str]:
+    """``--items 50,172,1``: comma-separated ids."""
+    ids = [v.strip() for v in value.split(",")]
+    if not all(ids):
+        raise argparse.ArgumentTypeError(f"expected comma-separated ids, got {value!r}")
+    return ids
 
 
 def _csv_field(value: str) -> str:
@@ -264,9 +303,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help=cmd_recommend.__doc__)
     p.add_argument("--model", required=True, help="model.tar.gz or artifact folder")
-    p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
-    p.add_argument("--top-n", type=_positive_int, default=10)
-    p.add_argument("--include-seen", action="store_true", help="keep items the user rated")
+    p.add_argument("--user", action="append", help="user id (repeatable)")
+    p.add_argument(
+        "--history",
+        type=_id_list,
+        help="a visitor the model does not know: the items they interacted with (comma-"
+        "separated); recommends from a user vector folded in from them",
+    )
+    p.add_argument("--items", type=_id_list, help="rank exactly these candidates (comma-separated)")
+    p.add_argument("--exclude-items", type=_id_list, help="never recommend these")
+    p.add_argument("--include-items", type=_id_list, help="recommend only among these")
+    p.add_argument(
+        "--top-n",
+        type=_positive_int,
+        help="items per user (default 10; with --items every candidate)",
+    )
+    seen = p.add_mutually_exclusive_group()
+    seen.add_argument(
+        "--include-seen", action="store_true", help="keep items the user rated (or the history)"
+    )
+    seen.add_argument(
+        "--exclude-seen",
+        action="store_true",
+        help="with --items: drop the candidates already rated",
+    )
     p.add_argument(
         "--unknown",
         choices=("fallback", "skip", "error", "popular"),

@@ -23,11 +23,12 @@ RESPONSE_ACCEPT = content_types.CSV
 
 
 class Recommended(NamedTuple):
-    """One recommended item for a user."""
+    """One recommended item for a user (``score`` is None for a candidate of :meth:`rank`
+    that the model does not know: such rows come last)."""
 
     user_id: str
     item_id: str
-    score: float
+    score: float | None
 
 
 class Similar(NamedTuple):
@@ -59,6 +60,9 @@ class SpotlightPredictor(Predictor):
         [Recommended(user_id='685', item_id='313', score=4.21), ...]
         >>> predictor.recommend(["685", "302"], top_n=5, as_frame=True)   # pandas DataFrame
         >>> predictor.similar_items("50", top_n=10)
+        >>> predictor.rank("685", ["50", "172", "1"])                      # these, ranked
+        >>> predictor.recommend("685", top_n=5, exclude_items=["313"])
+        >>> predictor.recommend_from_history(["50", "172", "181"], top_n=5)  # a new visitor
     """
 
     def __init__(
@@ -88,6 +92,9 @@ class SpotlightPredictor(Predictor):
         top_n: int = 10,
         exclude_seen: bool | None = None,
         as_frame: bool = False,
+        *,
+        exclude_items: Iterable[str | int] | None = None,
+        include_items: Iterable[str | int] | None = None,
     ) -> Any:
         """Top-N items for one user or many (one request; rows in the order of ``user_ids``).
 
@@ -96,6 +103,8 @@ class SpotlightPredictor(Predictor):
             top_n: items per user.
             exclude_seen: drop the users' training items (the container's default: True).
             as_frame: return a pandas DataFrame (columns user_id, item_id, score).
+            exclude_items: never recommend these items (to every user of the call).
+            include_items: recommend only among these items.
 
         Returns:
             A list of :class:`Recommended` rows, best first per user (or a DataFrame).
@@ -105,9 +114,55 @@ class SpotlightPredictor(Predictor):
                 not CSV.
             TypeError: an id that is neither str nor int.
         """
-        extra = {} if exclude_seen is None else {"exclude_seen": bool(exclude_seen)}
+        extra: dict[str, Any] = {} if exclude_seen is None else {"exclude_seen": bool(exclude_seen)}
+        extra.update(_lists(exclude_items=exclude_items, include_items=include_items))
         records = [{"user_id": u, "top_n": top_n, **extra} for u in _ids(user_ids, "user_ids")]
         return self._query(records, top_n, Recommended, as_frame)
+
+    def rank(
+        self,
+        user_id: str | int,
+        items: Iterable[str | int],
+        top_n: int | None = None,
+        exclude_seen: bool = False,
+        as_frame: bool = False,
+    ) -> Any:
+        """The candidates ``items`` ranked for ``user_id``, best first (all of them unless
+        ``top_n``); candidates the model does not know come last with ``score=None``.
+
+        Raises:
+            ValueError: no candidates, a candidate given twice, or a bad ``top_n``.
+        """
+        record: dict[str, Any] = {"user_id": _ids(user_id, "user_id")[0], **_lists(items=items)}
+        if exclude_seen:
+            record["exclude_seen"] = True
+        if top_n is not None:
+            record["top_n"] = top_n
+        return self._query([record], top_n, Recommended, as_frame)
+
+    def recommend_from_history(
+        self,
+        history: Iterable[str | int],
+        top_n: int = 10,
+        as_frame: bool = False,
+        *,
+        query_id: str | None = None,
+        exclude_history: bool = True,
+        exclude_items: Iterable[str | int] | None = None,
+        include_items: Iterable[str | int] | None = None,
+    ) -> Any:
+        """Top-N for a visitor the model does not know, from the items they interacted with
+        (the container folds a user vector in from them; the history is not recommended
+        unless ``exclude_history=False``). Rows carry ``query_id`` (default ``""``); a
+        ``query_id`` the model knows as a user is refused by the container (400).
+        """
+        record: dict[str, Any] = {"top_n": top_n, **_lists(history=history)}
+        record.update(_lists(exclude_items=exclude_items, include_items=include_items))
+        if query_id is not None:
+            record["user_id"] = _ids(query_id, "query_id")[0]
+        if not exclude_history:
+            record["exclude_seen"] = False
+        return self._query([record], top_n, Recommended, as_frame)
 
     def similar_items(
         self,
@@ -131,11 +186,13 @@ class SpotlightPredictor(Predictor):
     def _query(
         self,
         records: list[dict],
-        top_n: int,
+        top_n: int | None,
         row: type[Recommended] | type[Similar],
         as_frame: bool,
     ) -> Any:
-        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        if top_n is not None and (
+            isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1
+        ):
             raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
         # the request and the answer are this method's own formats, whatever serializer and
         # deserializer the predictor was given for predict()
@@ -157,7 +214,7 @@ class SpotlightPredictor(Predictor):
                 f"Accept {RESPONSE_ACCEPT!r}: it does not serve the Spotlight container's CSV"
             )
         raw = _RESPONSE_DESERIALIZER.deserialize(response["Body"], answered)
-        rows = [row(r[0], r[1], float(r[2])) for r in raw if r]
+        rows = [row(r[0], r[1], float(r[2]) if r[2] else None) for r in raw if r]
         if as_frame:
             import pandas as pd
 
@@ -167,6 +224,25 @@ class SpotlightPredictor(Predictor):
 
 _REQUEST_SERIALIZER = SpotlightSerializer()
 _RESPONSE_DESERIALIZER = CSVDeserializer(accept=RESPONSE_ACCEPT)
+
+
+def _lists(**lists: Iterable[str | int] | None) -> dict[str, list[str | int]]:
+    """The given list fields as lists of ids (None: left out), checked like ids."""
+    out = {}
+    for name, values in lists.items():
+        if values is None:
+            continue
+        if isinstance(values, (str, int)):
+            raise TypeError(f"{name} must be an iterable of ids, got {values!r}")
+        ids = list(values)
+        if ids:
+            _ids(ids, name)
+        elif name != "exclude_items":
+            raise ValueError(f"{name} must hold at least one id")
+        if len(set(map(str, ids))) != len(ids):
+            raise ValueError(f"{name} holds an id more than once")
+        out[name] = ids
+    return out
 
 
 def _ids(ids: Any, name: str) -> list[str | int]:

@@ -102,3 +102,34 @@ def test_the_console_script_exits_2_on_both_subcommands(tmp_path):
         run = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, check=False)
         assert run.returncode == 2, (args, run.stderr)
         assert f"spotlight-sagemaker {args[0]}: error: " in run.stderr
+
+
+def test_recommend_ranks_filters_and_folds_in_a_history(model_tar, trained_model_dir, capsys):
+    from spotlight_sagemaker.core import ImplicitFactorizationModel
+
+    core = ImplicitFactorizationModel.load(trained_model_dir, device="cpu")
+    base = ["recommend", "--model", str(model_tar)]
+
+    def rows(*args: str) -> list[list[str]]:
+        assert cli.main([*base, *args]) == 0
+        return [line.split(",") for line in capsys.readouterr().out.splitlines()]
+
+    ranked = rows("--user", "685", "--items", "50,zz,172")
+    assert [r[1] for r in ranked] == [
+        *core.recommend("685", items=["50", "zz", "172"]).item_ids,
+        "zz",
+    ]
+    assert ranked[-1] == ["685", "zz", ""]
+    filtered = rows("--user", "685", "--top-n", "3", "--exclude-items", "313,286")
+    assert [r[1] for r in filtered] == core.recommend(
+        "685", 3, exclude_items=["313", "286"]
+    ).item_ids
+    visitor = rows("--history", "50,172,181", "--top-n", "4", "--user", "v1")
+    assert [r[1] for r in visitor] == core.recommend_from_history(["50", "172", "181"], 4).item_ids
+    assert {r[0] for r in visitor} == {"v1"}
+    assert cli.main([*base]) == 2
+    assert "give --user (repeatable) or --history" in capsys.readouterr().err
+    assert cli.main([*base, "--history", "50,50"]) == 2
+    assert "history holds '50' more than once" in capsys.readouterr().err
+    assert cli.main([*base, "--user", "1", "--items", "50,,1"]) == 2
+    assert "expected comma-separated ids" in capsys.readouterr().err

@@ -269,6 +269,42 @@ def test_similar_items(sm, served, trained_model_dir):
     stub.assert_no_pending_responses()
 
 
+def test_rank_filters_and_history(sm, served, trained_model_dir):
+    core = ImplicitFactorizationModel.load(trained_model_dir, device="cpu")
+    predictor, stub = _predictor(
+        sm,
+        served,
+        [
+            '{"user_id": "685", "items": ["50", "zz", 172, "1"]}',
+            '{"user_id": "685", "top_n": 3, "exclude_items": ["313"], "include_items": '
+            '["313", "50", "1", "2"]}',
+            '{"top_n": 4, "history": ["50", "172", "181"], "user_id": "visitor-1"}',
+        ],
+    )
+    ranked = predictor.rank("685", ["50", "zz", 172, "1"])
+    want = core.recommend("685", items=["50", "zz", "172", "1"])
+    assert [r.item_id for r in ranked] == [*want.item_ids, "zz"]
+    assert ranked[-1] == Recommended("685", "zz", None)
+    filtered = predictor.recommend(
+        "685", top_n=3, exclude_items=["313"], include_items=["313", "50", "1", "2"]
+    )
+    assert [r.item_id for r in filtered] == core.recommend(
+        "685", 3, exclude_items=["313"], include_items=["313", "50", "1", "2"]
+    ).item_ids
+    rows = predictor.recommend_from_history(["50", "172", "181"], top_n=4, query_id="visitor-1")
+    assert [r.item_id for r in rows] == core.recommend_from_history(
+        ["50", "172", "181"], 4
+    ).item_ids
+    assert {r.user_id for r in rows} == {"visitor-1"}
+    stub.assert_no_pending_responses()
+    with pytest.raises(ValueError, match="at least one"):
+        predictor.rank("685", [])
+    with pytest.raises(ValueError, match="more than once"):
+        predictor.recommend_from_history(["50", 50])
+    with pytest.raises(TypeError, match="iterable of ids"):
+        predictor.recommend("685", exclude_items="313")
+
+
 @pytest.mark.parametrize("with_serializer", [False, True])
 def test_recommend_ignores_the_serializers_set_for_predict(
     sm, served, trained_model_dir, with_serializer
