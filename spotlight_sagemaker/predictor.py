@@ -214,7 +214,8 @@ class SpotlightPredictor(Predictor):
                 f"Accept {RESPONSE_ACCEPT!r}: it does not serve the Spotlight container's CSV"
             )
         raw = _RESPONSE_DESERIALIZER.deserialize(response["Body"], answered)
-        rows = [row(r[0], r[1], float(r[2]) if r[2] else None) for r in raw if r]
+        # an empty score: a rank() candidate the model does not know (Recommended only)
+        rows = [row(r[0], r[1], float(r[2]) if r[2] else None) for r in raw if r]  # type: ignore[arg-type]
         if as_frame:
             import pandas as pd
 
