@@ -19,9 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from _request_kinds import REQUESTS, csv_pairs, expected_rows
 
 import spotlight_sagemaker
 from spotlight_sagemaker.container.serving import model_server as serving
+from spotlight_sagemaker.core import ImplicitFactorizationModel
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +96,15 @@ def test_seed_batch_jsonlines_in_csv_out(server):
     for user in ("685", "302"):
         scores = [float(r[2]) for r in rows if r[0] == user]
         assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(("name", "body", "ctype"), REQUESTS, ids=[r[0] for r in REQUESTS])
+def test_every_request_kind_through_the_server(server, trained_model_dir, name, body, ctype):
+    core = ImplicitFactorizationModel.load(trained_model_dir, device="cpu")
+    status, answered, out = _post(server, body, content_type=ctype)
+    assert status == 200, out
+    assert answered == "text/csv"
+    assert csv_pairs(out) == expected_rows(core, name)
 
 
 def test_missing_accept_gives_csv_and_jsonlines_on_request(server):

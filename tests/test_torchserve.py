@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _request_kinds import REQUESTS, csv_pairs, expected_rows
 from _sdk_helpers import sdk_served_model
 
 from spotlight_sagemaker import defaults
+from spotlight_sagemaker.core import ImplicitFactorizationModel
 
 pytestmark = pytest.mark.slow
 
@@ -231,6 +233,13 @@ class TestTransformContainer:
             assert item not in training_items[user], f"user {user} already has item {item}"
             float(score)
         assert not body.endswith(b"\n")  # AssembleWith=Line adds the newline
+
+    def test_every_request_kind(self, transform_server, trained_model_dir):
+        core = ImplicitFactorizationModel.load(trained_model_dir, device="cpu")
+        for name, body, ctype in REQUESTS:
+            status, _, out = transform_server.invoke(body, content_type=ctype)
+            assert status == 200, (name, out)
+            assert csv_pairs(out) == expected_rows(core, name), name
 
     def test_the_response_timeout_and_workers_are_the_ones_the_package_sets(self, transform_server):
         described = transform_server.described_model()
