@@ -27,11 +27,12 @@ from .paths import extract_tar
 
 
 class RecommendationRow(NamedTuple):
-    """One CSV row of a transform output (``user_id,item_id,score``)."""
+    """One CSV row of a transform output (``user_id,item_id,score``); ``score`` is None on the
+    rows that report a candidate (``items``) the model does not know."""
 
     user_id: str
     item_id: str
-    score: float
+    score: float | None
 
 
 def load_artifact(path: str | os.PathLike, device: str = "cpu") -> ImplicitFactorizationModel:
@@ -109,7 +110,8 @@ def read_transform_output(path: str | os.PathLike) -> list[RecommendationRow]:
     """The rows of a ``.out`` file of CSV responses (``user_id,item_id,score``).
 
     Raises:
-        ValueError: a row that is not three fields with a numeric score.
+        ValueError: a row that is not three fields with a numeric (or, for an unknown candidate,
+            empty) score.
     """
     rows = []
     with open(path, newline="", encoding="utf-8") as fh:
@@ -119,7 +121,7 @@ def read_transform_output(path: str | os.PathLike) -> list[RecommendationRow]:
             if len(fields) != 3:
                 raise ValueError(f"{path}, line {n}: expected user_id,item_id,score, got {fields}")
             try:
-                score = float(fields[2])
+                score = float(fields[2]) if fields[2] else None
             except ValueError:
                 raise ValueError(f"{path}, line {n}: score {fields[2]!r} is not a number") from None
             rows.append(RecommendationRow(fields[0], fields[1], score))
