@@ -201,6 +201,18 @@ def test_transform_then_deploy_predict_delete(estimator, session, requests_file,
         assert [(r.user_id, r.item_id) for r in got] == [(r.user_id, r.item_id) for r in rows]
         with pytest.raises(ClientError, match=r"\(400\).*top_n"):
             predictor.predict('{"user_id": "685", "top_n": "many"}')
+        core = load_artifact(estimator.model_data)
+        ranked = predictor.rank("685", ["50", "zz", "172"])
+        want = core.recommend("685", items=["50", "zz", "172"])
+        assert [r.item_id for r in ranked] == [*want.item_ids, "zz"] and ranked[-1].score is None
+        visitor = predictor.recommend_from_history(["50", "172", "181"], top_n=4)
+        assert [r.item_id for r in visitor] == core.recommend_from_history(
+            ["50", "172", "181"], 4
+        ).item_ids
+        kept = predictor.recommend("685", top_n=3, exclude_items=want.item_ids[:1])
+        assert want.item_ids[0] not in [r.item_id for r in kept] and len(kept) == 3
+        with pytest.raises(ClientError, match=r"\(400\).*history holds '50' more than once"):
+            predictor.predict('{"history": ["50", "50"]}')
     finally:
         predictor.delete_endpoint()
     assert not _pid_alive(pid)
