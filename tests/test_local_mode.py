@@ -221,7 +221,6 @@ def test_transform_then_deploy_predict_delete(estimator, session, requests_file,
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_a_transform_of_50000_users_answers_every_row(estimator, session, tmp_path):
     """Beyond the old ~6,400-user cliff (the server's response cap was MaxPayloadInMB, below
     the codec's limit, so the worker died instead of answering): every row checked."""
