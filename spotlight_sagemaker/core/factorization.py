@@ -26,6 +26,7 @@ from .idmap import IdMap
 from .interactions import Interactions
 from .network import BilinearNet
 from .optim import Adam, LazyAdam
+from .parallel import DataParallel
 from .queries import IndexQuery, answer
 from .ranking import mask_seen, top_k
 from .trainer import Trainer, check_memory, make_optimizer
@@ -147,14 +148,16 @@ class ImplicitFactorizationModel:
         interactions: Interactions,
         *,
         callback: Callable[[EpochStats], bool | None] | None = None,
+        parallel: DataParallel | None = None,
     ) -> ImplicitFactorizationModel:
         """Train from scratch for ``n_iter`` epochs (any previous state is discarded).
 
         ``callback`` gets each epoch's :class:`EpochStats`; when it returns ``True``, training
-        stops after that epoch.
+        stops after that epoch. ``parallel`` trains data-parallel with the other ranks of a
+        ``torch.distributed`` process group (:mod:`.parallel`).
         """
         self._initialise(interactions)
-        return self.fit_partial(interactions, callback=callback)
+        return self.fit_partial(interactions, callback=callback, parallel=parallel)
 
     def fit_partial(
         self,
@@ -162,11 +165,14 @@ class ImplicitFactorizationModel:
         n_iter: int | None = None,
         *,
         callback: Callable[[EpochStats], bool | None] | None = None,
+        parallel: DataParallel | None = None,
     ) -> ImplicitFactorizationModel:
         """Continue training for ``n_iter`` more epochs (default: the ``n_iter`` hyperparameter).
 
         On an unfitted model this initialises it first. ``interactions`` must use the same id
-        vocabularies the model was initialised with.
+        vocabularies the model was initialised with. With ``parallel`` every rank passes the
+        same interactions and callback decisions; they start from rank 0's state and end with
+        identical parameters (:mod:`.parallel`).
         """
         if not isinstance(interactions, Interactions):
             raise TypeError(f"interactions must be an Interactions, got {type(interactions)!r}")
@@ -181,7 +187,7 @@ class ImplicitFactorizationModel:
         epochs = self.hyperparameters["n_iter"] if n_iter is None else int(n_iter)
         if epochs < 0:
             raise ValueError(f"n_iter must be >= 0, got {n_iter}")
-        self._train(interactions, epochs, callback)
+        self._train(interactions, epochs, callback, parallel)
         return self
 
     def _initialise(self, interactions: Interactions) -> None:
@@ -256,11 +262,18 @@ class ImplicitFactorizationModel:
         self._require().set_item_prior(torch.from_numpy(prior).to(self.device))
 
     def _train(
-        self, data: Interactions, epochs: int, callback: Callable[[EpochStats], bool | None] | None
+        self,
+        data: Interactions,
+        epochs: int,
+        callback: Callable[[EpochStats], bool | None] | None,
+        parallel: DataParallel | None = None,
     ) -> None:
         net, opt, gen = self._require(), self._opt, self._gen
         assert opt is not None and gen is not None, "fit() builds the optimizer with the net"
-        trainer = Trainer(net, opt, data, self.hyperparameters, gen, self.device)
+        if parallel is not None:  # rank 0's seed and state (an OS-random seed differs per rank)
+            self.seed = parallel.broadcast_object(self.seed)
+            parallel.sync_state(net, opt, gen)
+        trainer = Trainer(net, opt, data, self.hyperparameters, gen, self.device, parallel)
         n = len(data)
         for _ in range(epochs):
             start = time.perf_counter()

@@ -21,13 +21,16 @@ from .errors import HyperparameterError
 from .interactions import Interactions
 from .network import BilinearNet
 from .optim import Adam, LazyAdam
+from .parallel import DataParallel
 from .ranking import seen_coordinates
 from .sampling import NegativeSampler
 
 LossFn = Callable[..., torch.Tensor]
 #: One step's per-interaction losses, their weights (or None), and each interaction's user and
-#: item (for the per-interaction L2 penalty).
+#: item (for the per-interaction L2 penalty); under data-parallel training the losses are this
+#: rank's share of the step and the last item is the global step's (interactions, weight sum).
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]
+Global = tuple[int, torch.Tensor | None]
 _GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped full softmax
 _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
 _SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
@@ -100,7 +103,9 @@ class Trainer:
         hyperparameters: dict,
         generator: torch.Generator,
         device: torch.device,
+        parallel: DataParallel | None = None,
     ) -> None:
+        self.parallel = parallel
         self.net, self.opt, self.hp, self.gen, self.dev = (
             net,
             optimizer,
@@ -130,6 +135,8 @@ class Trainer:
     def epoch(self, index: int = 0) -> float:
         """Train epoch number ``index`` (0-based, counting every epoch the model has had);
         returns the mean per-interaction loss."""
+        if self.parallel is not None:
+            return self._parallel_epoch(index, self.parallel)
         self.net.train()
         total = torch.zeros((), device=self.dev)
         batches = self._grouped_batches() if self.grouped else self._interaction_batches()
@@ -154,6 +161,38 @@ class Trainer:
             self.net.eval()  # scoring mode: adds the item prior (network.py)
         return float(total) / self.n
 
+    def _parallel_epoch(self, index: int, parallel: DataParallel) -> float:
+        """:meth:`epoch` on this rank's share of every step: the loss of the share over the
+        global step's size (or weight), gradients summed over the ranks before the step (see
+        :mod:`.parallel`)."""
+        self.net.train()
+        total = torch.zeros((), device=self.dev)
+        batches = (
+            self._grouped_batches(parallel) if self.grouped else self._interaction_batches(parallel)
+        )
+        self._set_learning_rate(index)
+        l2 = self.hp["l2"] if self.hp.get("l2_rule") == "per_interaction" else 0.0
+        params = list(self.opt.param_groups[0]["params"])
+        try:
+            for (loss_vec, w, users, items), (count, weight) in batches:
+                denom: float | torch.Tensor
+                if w is None or weight is None:
+                    denom = float(count)
+                    loss = loss_vec.sum() / denom
+                else:
+                    denom = weight.clamp_min(1e-12)
+                    loss = (loss_vec * w).sum() / denom
+                if l2:
+                    loss = loss + l2 * self._penalty(users, items, w) / denom
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                parallel.reduce_gradients(params)
+                self.opt.step()
+                total += loss.detach() * count
+        finally:
+            self.net.eval()
+        return float(parallel.sum(total)) / self.n
+
     def _set_learning_rate(self, index: int) -> None:
         """``lr_decay="linear"``: from ``learning_rate`` down to 5% of it over ``n_iter`` epochs."""
         base = self.hp["learning_rate"]
@@ -177,37 +216,50 @@ class Trainer:
             total = total + (mass * emb.square().sum(-1)).sum()
         return total
 
-    def _interaction_batches(self) -> Iterator[Batch]:
+    def _interaction_batches(self, parallel: DataParallel | None = None) -> Iterator:
         loss_fn = self._pair_loss()
         perm = torch.randperm(self.n, generator=self.gen, device=self.dev)
         # ceil(n / batch_size) batches of near-equal size: no small remainder batch whose mean
         # loss would weigh a handful of interactions as much as a full batch
         for idx in torch.tensor_split(perm, -(-self.n // self.hp["batch_size"])):
             u, i = self.users[idx], self.items[idx]
-            yield loss_fn(u, i), None if self.weights is None else self.weights[idx], u, i
+            w = None if self.weights is None else self.weights[idx]
+            if parallel is None:
+                yield loss_fn(u, i), w, u, i
+                continue
+            share = parallel.share(len(idx))  # the draws are made for the whole batch
+            glob = (len(idx), None if w is None else w.sum())
+            ws = None if w is None else w[share]
+            yield (loss_fn(u, i, share), ws, u[share], i[share]), glob
 
     def _pair_loss(self) -> LossFn:
+        """The loss of a batch's interactions; with ``share``, of that slice of the batch only
+        (every random draw is still made for the whole batch, so all ranks draw alike)."""
         net, sampler, name = self.net, self.sampler, self.hp["loss"]
+        everything = slice(None)
         if name in ("pointwise", "bpr", "hinge"):
             fn = getattr(L, name)
 
-            def pairwise(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-                s = net(u, torch.stack([i, sampler.sample(u)]))  # one lookup per table
+            def pairwise(u: torch.Tensor, i: torch.Tensor, share: slice = everything):
+                neg = sampler.sample(u)
+                s = net(u[share], torch.stack([i[share], neg[share]]))  # one lookup per table
                 return fn(s[0], s[1])
 
             return pairwise
         if name == "adaptive_hinge":
             k = self.hp["num_negative_samples"]
 
-            def adaptive(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-                s = net(u, torch.cat([i[None], sampler.sample(u, k)]))
+            def adaptive(u: torch.Tensor, i: torch.Tensor, share: slice = everything):
+                neg = sampler.sample(u, k)
+                s = net(u[share], torch.cat([i[None, share], neg[:, share]]))
                 return L.adaptive_hinge(s[0], s[1:])
 
             return adaptive
         shared = shared_negatives(self.hp, net.item_biases.shape[0])
 
-        def sampled_softmax(u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        def sampled_softmax(u: torch.Tensor, i: torch.Tensor, share: slice = everything):
             cand = sampler.shared(shared)
+            u, i = u[share], i[share]
             pos, neg = net.pair_and_shared(u, i, cand)
             logits = torch.cat([pos[:, None], neg], dim=1)
             logits[:, 1:][cand[None, :] == i[:, None]] = float("-inf")  # accidental hits
@@ -224,27 +276,45 @@ class Trainer:
         self.active = np.flatnonzero(np.diff(self.indptr) > 0)
         self.num_items = data.num_items
 
-    def _grouped_batches(self) -> Iterator[Batch]:
+    def _grouped_batches(self, parallel: DataParallel | None = None) -> Iterator:
         perm = torch.randperm(len(self.active), generator=self.gen, device=self.dev).cpu()
         users = self.active[perm.numpy()]
         counts = self.indptr[users + 1] - self.indptr[users]
         per_step = max(1, min(self.hp["batch_size"], _STEP_MAX_CELLS // self.num_items))
         for lo, hi in balanced_batches(counts, self.hp["batch_size"], per_step):
-            batch = users[lo:hi]
-            rows, cols = seen_coordinates(self.indptr, self.row_items, batch)
-            u = torch.from_numpy(batch).to(self.dev)
-            logits = self.net.score_against(u, None)
-            r = torch.from_numpy(rows).to(self.dev)
-            c = torch.from_numpy(cols).to(self.dev)
-            loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
-            w = None
+            if parallel is None:
+                yield self._user_step(users, counts, lo, hi)
+                continue
+            # whole users per rank, near-equal interactions; normalised by the whole step's
+            share = parallel.share_by_size(counts[lo:hi])
+            glob_w = None
             if self.row_weights is not None:
-                pos = np.repeat(self.indptr[batch], counts[lo:hi]) + (
-                    np.arange(len(rows))
-                    - np.repeat(np.cumsum(counts[lo:hi]) - counts[lo:hi], counts[lo:hi])
-                )
-                w = self.row_weights[torch.from_numpy(pos).to(self.dev)]
-            yield loss_vec, w, u[r], c
+                glob_w = self._step_weights(users, counts, lo, hi).sum()
+            a, b = lo + share.start, lo + share.stop
+            yield self._user_step(users, counts, a, b), (int(counts[lo:hi].sum()), glob_w)
+
+    def _user_step(self, users: np.ndarray, counts: np.ndarray, lo: int, hi: int) -> Batch:
+        """The full-softmax losses of the interactions of ``users[lo:hi]``."""
+        batch = users[lo:hi]
+        rows, cols = seen_coordinates(self.indptr, self.row_items, batch)
+        u = torch.from_numpy(batch).to(self.dev)
+        logits = self.net.score_against(u, None)
+        r = torch.from_numpy(rows).to(self.dev)
+        c = torch.from_numpy(cols).to(self.dev)
+        loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
+        w = None
+        if self.row_weights is not None:
+            w = self._step_weights(users, counts, lo, hi)
+        return loss_vec, w, u[r], c
+
+    def _step_weights(self, users: np.ndarray, counts: np.ndarray, lo: int, hi: int):
+        """The weights of the interactions of ``users[lo:hi]``, in :meth:`_user_step`'s order."""
+        assert self.row_weights is not None
+        batch, n = users[lo:hi], counts[lo:hi]
+        pos = np.repeat(self.indptr[batch], n) + (
+            np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        )
+        return self.row_weights[torch.from_numpy(pos).to(self.dev)]
 
 
 def balanced_batches(sizes: np.ndarray, batch_size: int, max_rows: int) -> list[tuple[int, int]]:
