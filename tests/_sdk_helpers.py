@@ -177,8 +177,11 @@ def estimator_options(est: Any) -> dict:
     }
 
 
-def sdk_training_job(hyperparameters: dict[str, Any], into: Path) -> tuple[dict[str, str], Path]:
-    """What a default ``SpotlightEstimator(...).fit(s3_uri)`` sends to AWS (under moto).
+def sdk_training_job(
+    hyperparameters: dict[str, Any], into: Path, **estimator_kwargs: Any
+) -> tuple[dict[str, str], Path]:
+    """What a default ``SpotlightEstimator(...).fit(s3_uri)`` sends to AWS (under moto);
+    ``estimator_kwargs`` are more estimator arguments (e.g. ``distribution``, instance_type).
 
     Needs AWS test credentials in the environment (the ``aws_env`` fixture).
 
@@ -195,9 +198,9 @@ def sdk_training_job(hyperparameters: dict[str, Any], into: Path) -> tuple[dict[
         created = capture(sm, "CreateTrainingJob")
         est = SpotlightEstimator(
             role=ROLE,
-            instance_type="ml.g4dn.xlarge",
             sagemaker_session=sm,
             hyperparameters=hyperparameters,
+            **{"instance_type": "ml.g4dn.xlarge", **estimator_kwargs},
         )
         est.fit(f"s3://{sm.default_bucket()}/training/", wait=False)
         sent = dict(created[0]["HyperParameters"])

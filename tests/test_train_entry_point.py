@@ -47,11 +47,12 @@ def make_opt_ml(
     hyperparameters: dict,
     channels: dict[str, dict[str, str]],
     extra: dict | None = None,
+    **estimator_kwargs,
 ) -> Path:
     """A SageMaker /opt/ml tree under ``base`` for the job a SpotlightEstimator with these
     ``hyperparameters`` sends; ``extra`` hyperparameters are added as SageMaker would pass
     them (a tuner's, or a job made without the estimator); channel name -> {file: text}."""
-    sent, tarball = sdk_training_job(hyperparameters, base.parent / "sdk")
+    sent, tarball = sdk_training_job(hyperparameters, base.parent / "sdk", **estimator_kwargs)
     config = base / "input" / "config"
     config.mkdir(parents=True)
     hps = {
@@ -281,29 +282,114 @@ def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, aws_env, seed_r
     ]
 
 
+#: What ``SpotlightEstimator(..., distribution=TORCH_DISTRIBUTED)`` asks of the image: torchrun,
+#: here 2 processes on one CPU instance (the image's default on CPU is one per instance).
+TORCH_DISTRIBUTED = {"torch_distributed": {"enabled": True, "processes_per_host": 2}}
+
+
 @pytest.mark.slow
-def test_a_multi_process_launch_is_one_clear_user_error(tmp_path, aws_env, seed_rows):
-    """torch_distributed on one host, two processes (torchrun), as the image launches it for
-    ``distribution={"torch_distributed": ...}``: the estimator refuses those settings, so
-    they are added the way a job made without the estimator would carry them."""
+def test_data_parallel_under_the_toolkit_writes_one_model(tmp_path, aws_env, seed_rows):
+    """torch_distributed as the SDK sends it, run by the image's own launcher (torchrun, two
+    gloo processes): one model, one metrics.json, every metric line once."""
+    base = make_opt_ml(
+        tmp_path / "opt_ml",
+        {"n_iter": 2, "embedding_dim": 8, "random_state": 5},
+        {"training": {"data.csv": "".join(seed_rows[:3_001])}},
+        instance_type="ml.c5.xlarge",
+        distribution=TORCH_DISTRIBUTED,
+    )
+    proc = run_toolkit(base)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Invoking TorchDistributed" in out and "torchrun" in out
+    assert "rank 0 of 2 (gloo" in out
+    assert not (base / "output" / "failure").exists()
+    assert artifact_files(base / "model") == ["spotlight-model.json", "spotlight-model.npz"]
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert metrics["data_parallel"] == {"processes": 2}
+    assert metrics["epochs_trained"] == 2 and metrics["refit"] == {"rows": 3_000, "epochs": 2}
+    # the validated model's 2 epochs, then the refit's: each line once (rank 0 prints them)
+    assert [int(e) for e in EPOCH_LINE.findall(proc.stdout)] == [1, 2, 1, 2]
+    parsed = parse_metric_lines(proc.stdout.splitlines())
+    assert len(parsed["validation:ndcg@10"]) == 1
+    assert parsed["validation:ndcg@10"][0] == pytest.approx(
+        metrics["validation"]["ndcg@10"], abs=1e-6
+    )
+    model = ImplicitFactorizationModel.load(base / "model", device="cpu")
+    assert model.epochs_trained == 2 and model.seed == metrics["seed"]
+
+
+@pytest.mark.slow
+def test_data_parallel_spot_interruption_resumes(tmp_path, aws_env, seed_rows):
+    """Two ranks; rank 0 writes checkpoint 2 and the instance goes away; the restarted job
+    (two ranks again) resumes at epoch 2 on both and finishes."""
+    n_iter = 4
+    base = make_opt_ml(
+        tmp_path / "opt_ml",
+        {
+            "n_iter": n_iter,
+            "embedding_dim": 8,
+            "random_state": 7,
+            "loss": "bpr",
+            "sparse": True,
+            "validation_fraction": 0,
+            "checkpoint_interval": 0,
+        },
+        {"training": {"data.csv": "".join(seed_rows[:3_001])}},
+        instance_type="ml.c5.xlarge",
+        distribution=TORCH_DISTRIBUTED,
+    )
+    checkpoints = base / "checkpoints"
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(TRAIN_COMMAND)],
+        env={**toolkit_env(base), "SPOTLIGHT_TEST_STALL_AT": "2"},
+        cwd=base,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180  # a hang guard: rank 0 stalls, rank 1 waits on it
+        while "stalled after checkpoint" not in (tmp_path / "first.log").read_text():
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "no checkpoint after 180 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        log.close()
+    assert artifact_files(base / "model") == []
+    assert max(int(p.name.split("-")[1]) for p in checkpoints.glob("epoch-*")) == 2
+
+    for name in ("code", "model", "output"):
+        subprocess.run(["rm", "-rf", str(base / name)], check=True)
+    (base / "code").mkdir()
+    proc = run_toolkit(base)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"resuming from checkpoint {checkpoints / 'epoch-000002'} at epoch 2" in proc.stdout
+    assert [int(e) for e in EPOCH_LINE.findall(proc.stdout)] == [3, 4]
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == 2 and metrics["epochs_trained"] == n_iter
+    assert ImplicitFactorizationModel.load(base / "model", device="cpu").epochs_trained == n_iter
+
+
+@pytest.mark.slow
+def test_an_mpi_launch_is_one_clear_user_error(tmp_path, aws_env, seed_rows):
+    """MPI (distribution mpi/smdistributed/pytorchddp) is refused by the estimator; a job made
+    without it still fails with one line, written once by rank 0."""
     base = make_opt_ml(
         tmp_path / "opt_ml",
         {"n_iter": 2, "embedding_dim": 8},
         {"training": {"data.csv": "".join(seed_rows[:2_001])}},
-        extra={
-            "sagemaker_torch_distributed_enabled": True,
-            "sagemaker_mpi_num_of_processes_per_host": 2,
-        },
     )
-    proc = run_toolkit(base)
+    env = {**toolkit_env(base), "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}
+    proc = run_in_own_group([str(TRAIN_COMMAND)], env, base)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    assert "Invoking TorchDistributed" in out and "torchrun" in out  # two processes launched
     failure = (base / "output" / "failure").read_text()
-    assert failure.startswith("train.py was started as 2 processes (WORLD_SIZE=2"), failure
-    assert "trains one model in one process" in failure
-    assert failure.count("\n") == 1  # written once, by rank 0, and kept by the toolkit
-    assert out.count("training failed (user error)") == 1
-    assert EPOCH_LINE.findall(out) == [] and parse_metric_lines(out.splitlines()) == {}
+    assert failure.startswith("train.py was started by MPI as 2 processes"), failure
+    assert "torch_distributed" in failure and failure.count("\n") == 1
     assert artifact_files(base / "model") == []
-    assert not (base / "checkpoints").exists()

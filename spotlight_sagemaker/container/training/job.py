@@ -27,12 +27,14 @@ from typing import Any
 import torch
 
 from ... import __version__
-from ...contract.hyperparameters import ONE_PROCESS, UserError, parse_hyperparameters
+from ...contract.hyperparameters import UserError, parse_hyperparameters
 from ...contract.metric_lines import format_epoch_line, format_validation_line
 from ...core import EpochStats, ImplicitFactorizationModel, SpotlightError, evaluate
 from ...core.evaluation import NdcgAtK
 from ...core.factorization import EPOCH_LOGGER
+from ...core.parallel import DataParallel
 from ...core.warm_start import check_dim, warm_start
+from . import distributed
 from .checkpoints import (
     discard_checkpoints,
     find_resumable,
@@ -142,15 +144,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env: TrainingEnv | None = None
     try:
         env = TrainingEnv.from_environ(environ)
+        parallel = None
         if env.processes > 1:
-            if env.rank != 0:
-                return EXIT_OK  # rank 0 reports it, once; the launcher's exit code is its
-            raise UserError(
-                f"train.py was started as {env.processes} processes ({env.launched_by}="
-                f"{env.processes}: the estimator's distribution= or a sagemaker_*_enabled "
-                f"hyperparameter); {ONE_PROCESS}: launch it once, on one instance"
-            )
-        run(env, argv)
+            if env.launched_by != "WORLD_SIZE":
+                if env.rank != 0:
+                    return EXIT_OK  # rank 0 reports it, once; the launcher's exit code is its
+                raise distributed.refuse_mpi(env.processes, env.launched_by)
+            parallel = distributed.start(environ)
+            if not parallel.is_main:  # rank 0 logs the job; the others only their problems
+                logging.getLogger("spotlight_sagemaker").setLevel(logging.WARNING)
+        run(env, argv, parallel)
         return EXIT_OK
     except SpotlightError as exc:  # UserError, CheckpointMismatchError and the core's errors
         reason = _one_line(str(exc))
@@ -163,11 +166,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         _write_failure(env, environ, reason + " (the job log has the traceback)")
         return EXIT_INTERNAL_ERROR
     finally:
+        distributed.stop()
         logging.getLogger("spotlight_sagemaker").removeHandler(handler)
 
 
-def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
-    """Train from ``argv`` hyperparameters in ``env``; returns what ``metrics.json`` holds."""
+def run(
+    env: TrainingEnv, argv: Sequence[str], parallel: DataParallel | None = None
+) -> dict[str, Any]:
+    """Train from ``argv`` hyperparameters in ``env``; returns what ``metrics.json`` holds.
+
+    With ``parallel`` (a torchrun launch) every rank trains the same model data-parallel;
+    rank 0 alone scores validation, prints the metric lines and writes checkpoints,
+    ``metrics.json`` and the model."""
     started = time.perf_counter()
     hp, opts, ignored = parse_hyperparameters(argv, env.base_dir, in_job=env.in_job)
     if ignored:
@@ -200,6 +210,8 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
     if previous is not None:
         _check_warm_start(previous, fresh)
     data = load_training_data(env.channels, opts)
+    if parallel is not None:
+        distributed.check_same(parallel, _data_identity(data), "their training data")
     warm = None
     if previous is not None:
         data = exclude_previous_rows(data, previous)
@@ -215,8 +227,8 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
             data.train.num_items,
         )
     load_seconds = time.perf_counter() - t0
-    folder = _checkpoint_folder(opts)
-    job = _Job(hp, opts, data, folder, previous)
+    folder = _checkpoint_folder(opts, parallel)
+    job = _Job(hp, opts, data, folder, previous, parallel)
     if opts["choose_epochs"] and data.validation is None:
         logger.info(
             "no validation rows: n_iter is not chosen, the preset's n_iter=%d is used",
@@ -248,8 +260,15 @@ def run(env: TrainingEnv, argv: Sequence[str]) -> dict[str, Any]:
         "total_seconds": time.perf_counter() - started,
     }
     summary = _summary(model, opts, ignored, data.counts, job.resumed_from, timings, report)
+    if parallel is not None:
+        summary["data_parallel"] = {"processes": parallel.world_size}
+        if not parallel.is_main:
+            parallel.barrier()  # rank 0 writes the files
+            return summary
     _write_json_atomic(env.output_data_dir / "metrics.json", summary)
     model.save(env.model_dir)  # last: a model folder only ever holds a finished model
+    if parallel is not None:
+        parallel.barrier()
     logger.info(
         "saved the model (%d epochs on %d rows) to %s and metrics to %s",
         model.epochs_trained,
@@ -317,7 +336,13 @@ def _check_warm_start(previous: PreviousModel, fresh: ImplicitFactorizationModel
         )
 
 
-def _checkpoint_folder(opts: dict[str, Any]) -> Path | None:
+def _data_identity(data) -> list[str | None]:
+    """The hashes of the training, fit and validation rows and their vocabularies."""
+    parts = (data.train, data.fit, data.validation)
+    return [None if p is None else fingerprint(p, {})["data_sha256"] for p in parts]
+
+
+def _checkpoint_folder(opts: dict[str, Any], parallel: DataParallel | None = None) -> Path | None:
     """The checkpoint folder, checked writable (``resume=never`` empties it), or None."""
     folder: Path | None = opts["checkpoint_dir"]
     if folder is None:
@@ -331,9 +356,11 @@ def _checkpoint_folder(opts: dict[str, Any]) -> Path | None:
             f"checkpoint_dir {folder} cannot be created ({exc.strerror or exc}); pass a "
             "writable folder or checkpoint_dir=none"
         ) from None
-    if opts["resume"] == "never":
+    if opts["resume"] == "never" and (parallel is None or parallel.is_main):
         n = discard_checkpoints(folder) + discard_checkpoints(folder / HOLDOUT_FOLDER)
         logger.info("resume=never: discarded %d checkpoints in %s", n, folder)
+    if parallel is not None:
+        parallel.barrier()  # no rank reads the folder before rank 0 has emptied it
     return folder
 
 
@@ -359,12 +386,27 @@ class _Job:
         data,
         folder: Path | None,
         previous: PreviousModel | None = None,
+        parallel: DataParallel | None = None,
     ):
         self.hp, self.opts, self.data, self.folder = hp, opts, data, folder
         self.previous = previous
+        self.parallel = parallel
+        self.is_main = parallel is None or parallel.is_main
         self.choose = bool(opts["choose_epochs"]) and data.validation is not None
         self.resumed_from: int | None = None
         self.validated: ImplicitFactorizationModel | None = None  # set by validate()
+
+    def _print(self, line: str) -> None:
+        """A metric line: printed once, by rank 0 (tuning jobs parse them)."""
+        if self.is_main:
+            print(line, flush=True)
+
+    def _share(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (itself without data parallelism)."""
+        return value if self.parallel is None else self.parallel.broadcast_object(value)
+
+    def _continue(self, model: ImplicitFactorizationModel, train, n_iter: int, callback) -> None:
+        _continue(model, train, n_iter, callback, self.parallel)
 
     def _fresh(self, **override: Any) -> ImplicitFactorizationModel:
         return ImplicitFactorizationModel(self.opts["preset"], **{**self.hp, **override})
@@ -400,6 +442,8 @@ class _Job:
         if folder is None:
             return self._start(fresh, train), state
         found = find_resumable(folder, expected, n_iter, fresh.hyperparameters["device"])
+        epoch = None if found is None else found[0].epochs_trained
+        distributed.check_same(self.parallel, epoch, f"the checkpoint they resume in {folder}")
         if found is None:
             start = "from the previous model" if self.previous is not None else "fresh"
             logger.info("no checkpoint in %s: starting %s", folder, start)
@@ -424,6 +468,7 @@ class _Job:
         expected = self._fingerprint(self.data.train, fresh.hyperparameters, "refit")
         found = find_resumable(self.folder, expected, n, fresh.hyperparameters["device"])
         report = None if found is None else found[1].get("report")
+        distributed.check_same(self.parallel, report is None, f"the checkpoints in {self.folder}")
         if report is None:
             return None
         chosen = report["epochs"]
@@ -435,7 +480,7 @@ class _Job:
         if not same:  # validated under other epoch settings: validate again (it resumes)
             return None
         logger.info("the refit's checkpoint holds the validation report: not validating again")
-        print(format_validation_line(report["validation"]), flush=True)
+        self._print(format_validation_line(report["validation"]))
         return report
 
     # ------------------------------------------------------------------ the validated model
@@ -453,7 +498,7 @@ class _Job:
         model, state = self._resume(fresh, data.fit, folder, phase, cap)
         history: list[dict[str, Any]] = state["validation_history"]
         # the relevance is prepared once: the model's seen items are data.fit's
-        scorer = NdcgAtK(data.validation, data.fit.tocsr(), 10)
+        scorer = NdcgAtK(data.validation, data.fit.tocsr(), 10) if self.is_main else None
         best_epoch = _best_epoch(history)
         best: dict[str, Any] = {
             "epoch": best_epoch,
@@ -462,15 +507,19 @@ class _Job:
         }
 
         def on_epoch(stats: EpochStats) -> bool:
-            print(_epoch_line(stats), flush=True)
+            self._print(_epoch_line(stats))
             entry: dict[str, Any] = {"epoch": stats.epoch}
             every = opts["eval_every"]
-            if every and stats.epoch % every == 0 and stats.epoch < cap:
-                m = evaluate(model, data.validation, data.fit, k=10)
-                print(format_validation_line(m, epoch=stats.epoch), flush=True)
-                entry.update(m)
+            if self.is_main:  # scored once; the decisions follow from the shared entry
+                if every and stats.epoch % every == 0 and stats.epoch < cap:
+                    m = evaluate(model, data.validation, data.fit, k=10)
+                    self._print(format_validation_line(m, epoch=stats.epoch))
+                    entry.update(m)
+                if self.choose:
+                    assert scorer is not None
+                    entry.setdefault("ndcg@10", scorer(model))
+            entry = self._share(entry)
             if self.choose:
-                entry.setdefault("ndcg@10", scorer(model))
                 if best["value"] is None or entry["ndcg@10"] > best["value"]:
                     best.update(epoch=stats.epoch, value=entry["ndcg@10"])
                     best["params"] = _copy_params(model)
@@ -488,7 +537,7 @@ class _Job:
             return stop
 
         if not (self.choose and history and _should_stop(history, opts["patience"], cap)):
-            _continue(model, data.fit, cap, on_epoch)
+            self._continue(model, data.fit, cap, on_epoch)
         epochs = model.epochs_trained
         if self.choose:
             chosen = _best_epoch(history)
@@ -499,11 +548,17 @@ class _Job:
             elif epochs != model.epochs_trained:  # resumed past the best epoch: rebuild it
                 logger.info("rebuilding the model of epoch %d (its snapshot was lost)", epochs)
                 model = self._start(self._fresh(n_iter=epochs, random_state=model.seed), data.fit)
-                _continue(model, data.fit, epochs, None)
+                self._continue(model, data.fit, epochs, None)
             model.hyperparameters["n_iter"] = epochs
-        prior = _choose_prior(model, scorer) if opts["choose_prior"] else None
-        metrics = evaluate(model, data.validation, data.fit, k=10)
-        print(format_validation_line(metrics), flush=True)
+        prior = metrics = None
+        if self.is_main:
+            assert scorer is not None
+            prior = _choose_prior(model, scorer) if opts["choose_prior"] else None
+            metrics = evaluate(model, data.validation, data.fit, k=10)
+            self._print(format_validation_line(metrics))
+        prior, metrics = self._share((prior, metrics))
+        if prior is not None and not self.is_main:
+            model.set_popularity_prior(prior["value"])
         self.validated = model
         return {
             "validation": metrics,
@@ -555,10 +610,10 @@ class _Job:
             state["report"] = report
 
         def on_epoch(stats: EpochStats) -> None:
-            print(_epoch_line(stats), flush=True)
+            self._print(_epoch_line(stats))
             self._checkpoint(model, self.folder, state, last=stats.epoch >= n_iter)
 
-        _continue(model, data.train, n_iter, on_epoch)
+        self._continue(model, data.train, n_iter, on_epoch)
         if "popularity_prior" in override:
             model.set_popularity_prior(override["popularity_prior"])
         return model
@@ -570,7 +625,7 @@ class _Job:
         ``checkpoint_interval`` seconds have passed since the previous checkpoint (writing every
         epoch costs more than a small model's epoch; an interruption loses at most that
         interval of training)."""
-        if folder is None:
+        if folder is None or not self.is_main:  # rank 0 alone writes checkpoints
             return
         now = time.monotonic()
         first = state.get("checkpointed_at") is None
@@ -609,12 +664,19 @@ def _choose_prior(model: ImplicitFactorizationModel, scorer: NdcgAtK) -> dict[st
     }
 
 
-def _continue(model: ImplicitFactorizationModel, train, n_iter: int, callback) -> None:
+def _continue(
+    model: ImplicitFactorizationModel,
+    train,
+    n_iter: int,
+    callback,
+    parallel: DataParallel | None = None,
+) -> None:
     """Train ``model`` up to ``n_iter`` epochs in all (fresh, or on from a checkpoint)."""
     if model.is_fitted:
-        model.fit_partial(train, n_iter=n_iter - model.epochs_trained, callback=callback)
+        more = n_iter - model.epochs_trained
+        model.fit_partial(train, n_iter=more, callback=callback, parallel=parallel)
     else:
-        model.fit(train, callback=callback)
+        model.fit(train, callback=callback, parallel=parallel)
 
 
 def _epoch_line(stats: EpochStats) -> str:
@@ -669,9 +731,16 @@ def _write_failure(env: TrainingEnv | None, environ: Mapping[str, str], reason: 
     else:
         base = Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
         folder = Path(environ.get("SM_OUTPUT_DIR") or base / "output")
+    several = env is not None and env.processes > 1
+    if several and env is not None and env.rank != 0:
+        reason = _one_line(f"rank {env.rank} of {env.processes}: {reason}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "failure").write_text(reason + "\n", encoding="utf-8")
+        # several ranks share one output folder on a host: the first failure is the one kept
+        with open(folder / "failure", "x" if several else "w", encoding="utf-8") as fh:
+            fh.write(reason + "\n")
+    except FileExistsError:
+        logger.error("another rank wrote %s first", folder / "failure")
     except OSError as exc:
         logger.error("could not write %s: %s", folder / "failure", exc)
 
