@@ -24,8 +24,7 @@ from sagemaker.model import (
 )
 from sagemaker.vpc_utils import VPC_CONFIG_DEFAULT
 
-from . import defaults, staging
-from .contract.hyperparameters import ONE_PROCESS
+from . import defaults, distribution, staging
 from .contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from .model import SpotlightModel
 from .session import resolve_role, resolve_session
@@ -89,7 +88,7 @@ class SpotlightEstimator(Framework):
                 in local mode, or when the SageMaker config file sets one.
             instance_type: e.g. ``"ml.g4dn.xlarge"`` (GPU image) or ``"ml.m5.xlarge"`` (CPU);
                 ``"local"`` / ``"local_gpu"`` train on this machine.
-            instance_count: must be 1 (``train.py`` trains on one instance).
+            instance_count: 1, or with ``distribution`` the instances of one data-parallel job.
             hyperparameters: Spotlight hyperparameters (merged with keyword arguments).
             framework_version: PyTorch version of the AWS training image.
             py_version: Python version of the AWS training image.
@@ -131,8 +130,8 @@ class SpotlightEstimator(Framework):
                     raise ValueError(f"hyperparameter {name!r} given twice (argument and dict)")
                 hps[name] = kwargs.pop(name)
         hps = defaults.check_hyperparameters(hps)
-        if kwargs.get("distribution"):
-            raise ValueError(f"distribution={kwargs['distribution']!r}: {ONE_PROCESS}")
+        dist_spec = kwargs.pop("distribution", None)
+        launch = distribution.launcher_hyperparameters(dist_spec, instance_type)
         unknown = sorted(set(kwargs) - _sdk_arguments())
         if unknown:
             raise TypeError(
@@ -144,17 +143,20 @@ class SpotlightEstimator(Framework):
                 "instance_type is required: e.g. 'ml.m5.xlarge' (CPU image), 'ml.g4dn.xlarge' "
                 "(GPU image) or 'local' (this machine)"
             )
-        if isinstance(instance_count, int) and instance_count != 1:
+        if isinstance(instance_count, int) and instance_count != 1 and not launch:
             raise ValueError(
-                f"instance_count must be 1 (train.py is single-node), got {instance_count}"
+                f"instance_count must be 1 without distribution (train.py then runs as one "
+                f"process), got {instance_count}; to train one model on several instances pass "
+                f"{distribution.USAGE}"
             )
         groups = kwargs.get("instance_groups") or []
         counts = [getattr(g, "instance_count", None) for g in groups]
-        if len(groups) > 1 or any(isinstance(c, int) and c != 1 for c in counts):
+        if len(groups) > 1 or (not launch and any(isinstance(c, int) and c != 1 for c in counts)):
             raise ValueError(
-                f"instance_groups must be one group of one instance (train.py is single-node), "
+                f"instance_groups must be one group (of one instance without distribution), "
                 f"got {len(groups)} group(s) with instance counts {counts}"
             )
+        hps.update(launch)
         channel = kwargs.get("model_channel_name", MODEL_CHANNEL)
         if kwargs.get("model_uri") is not None and channel != MODEL_CHANNEL:
             raise ValueError(
@@ -192,6 +194,7 @@ class SpotlightEstimator(Framework):
         self.framework_version = framework_version
         self.py_version = py_version
         self.ship_code = ship_code
+        self.distribution = dist_spec  # as the SDK's PyTorch estimator keeps it
 
     @property
     def spotlight_hyperparameters(self) -> dict[str, Any]:
@@ -368,6 +371,9 @@ class SpotlightEstimator(Framework):
             init["source_dir"] = hps.get(DIR_PARAM_NAME)
         if CONTAINER_LOG_LEVEL_PARAM_NAME in hps:
             init["container_log_level"] = hps[CONTAINER_LOG_LEVEL_PARAM_NAME]
+        launch, hps = distribution.from_hyperparameters(hps)
+        if launch is not None:
+            init["distribution"] = launch
         init["hyperparameters"] = {k: v for k, v in hps.items() if k not in _SCRIPT_MODE_KEYS}
         init["output_kms_key"] = init.get("output_kms_key") or None
         volume_kms_key = (details.get("ResourceConfig") or {}).get("VolumeKmsKeyId")

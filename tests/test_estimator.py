@@ -83,7 +83,7 @@ def test_hyperparameters_from_arguments_and_dict_are_checked_and_converted(offli
     assert est.spotlight_hyperparameters["embedding_dim"] == 128
     with pytest.raises(ValueError, match="embedding_dim"):
         est.set_hyperparameters(embedding_dim=0)
-    with pytest.raises(ValueError, match="one process"):
+    with pytest.raises(ValueError, match="distribution=.*not as a hyperparameter"):
         est.set_hyperparameters(sagemaker_torch_distributed_enabled=True)
     assert "sagemaker_torch_distributed_enabled" not in est.hyperparameters()
 
@@ -117,11 +117,26 @@ def test_every_core_hyperparameter_is_accepted(offline):
         ({"hyperparameters": {"lr": 0.1}}, ValueError, "unknown hyperparameter 'lr'; known: loss"),
         ({"hyperparameters": {"loss": "bpr"}, "loss": "bpr"}, ValueError, "'loss' given twice"),
         ({"embeding_dim": 32}, TypeError, "unknown argument.*embeding_dim.*embedding_dim"),
-        ({"instance_count": 2}, ValueError, "instance_count must be 1"),
+        ({"instance_count": 2}, ValueError, "instance_count must be 1 without distribution"),
         (
-            {"distribution": {"torch_distributed": {"enabled": True}}},
+            {"distribution": {"mpi": {"enabled": True}}},
             ValueError,
-            r"distribution=\{'torch_distributed'.*trains one model in one process",
+            r"distribution=\{'mpi'.*only under torchrun.*mpi, smdistributed, pytorchddp",
+        ),
+        (
+            {"distribution": {"torch_distributed": {"enabled": True, "nodes": 2}}},
+            ValueError,
+            "the keys are 'enabled' and 'processes_per_host'",
+        ),
+        (
+            {"distribution": {"torch_distributed": {"enabled": True, "processes_per_host": 0}}},
+            ValueError,
+            "'processes_per_host'\\] must be an integer >= 1, got 0",
+        ),
+        (
+            {"distribution": {"torch_distributed": {"enabled": False}}, "instance_count": 2},
+            ValueError,
+            "torch_distributed",
         ),
         (
             {"hyperparameters": {"sagemaker_torch_distributed_enabled": True}},
@@ -131,7 +146,7 @@ def test_every_core_hyperparameter_is_accepted(offline):
         (
             {"hyperparameters": {"sagemaker_mpi_enabled": "true"}},
             ValueError,
-            "'sagemaker_mpi_enabled' asks .* one process",
+            "'sagemaker_mpi_enabled' asks .* not as a hyperparameter",
         ),
         (
             {"hyperparameters": {"sagemaker_mpi_num_of_processes_per_host": 2}},
@@ -153,23 +168,38 @@ def test_bad_arguments_fail_before_any_aws_call(offline, kwargs, error, pattern)
     ("kwargs", "message"),
     [
         (
-            {"distribution": {"torch_distributed": {"enabled": True}}},
-            "distribution={'torch_distributed': {'enabled': True}}: train.py trains one model in "
-            "one process (data-parallel training is not supported yet)",
+            {"instance_count": 2},
+            "instance_count must be 1 without distribution (train.py then runs as one process), "
+            "got 2; to train one model on several instances pass distribution={'torch_distributed'"
+            ": {'enabled': True}} (optionally 'processes_per_host')",
         ),
-        ({"instance_count": 2}, "instance_count must be 1 (train.py is single-node), got 2"),
-        # the refusal wins over an otherwise valid estimator's hyperparameters
         (
-            {"instance_count": 4, "loss": "bpr", "n_iter": 3},
-            "instance_count must be 1 (train.py is single-node), got 4",
+            {"distribution": {"smdistributed": {"dataparallel": {"enabled": True}}}},
+            "distribution={'smdistributed': {'dataparallel': {'enabled': True}}}: train.py trains "
+            "data-parallel only under torchrun: distribution={'torch_distributed': {'enabled': "
+            "True}} (optionally 'processes_per_host'); mpi, smdistributed, pytorchddp and the "
+            "other launchers are not supported",
         ),
     ],
 )
-def test_several_processes_are_refused_with_one_clear_message(offline, kwargs, message):
-    """The message says what is refused and why, without the list of hyperparameter names."""
+def test_unsupported_launches_are_refused_with_one_clear_message(offline, kwargs, message):
+    """The message says what is refused and what to use, without the hyperparameter names."""
     with pytest.raises(ValueError) as err:
         _est(offline, **kwargs)
     assert str(err.value) == message
+
+
+def test_torch_distributed_sends_the_launcher_settings(offline):
+    """One model on several instances (and processes): what the image's torchrun reads."""
+    est = _est(offline, instance_count=3, distribution={"torch_distributed": {"enabled": True}})
+    wire = est.hyperparameters()
+    assert wire["sagemaker_torch_distributed_enabled"] == "true"
+    assert "sagemaker_mpi_num_of_processes_per_host" not in wire
+    assert est.instance_count == 3 and est.distribution == {"torch_distributed": {"enabled": True}}
+    spec = {"torch_distributed": {"enabled": True, "processes_per_host": 2}}
+    wire = _est(offline, instance_type="ml.c5.xlarge", distribution=spec).hyperparameters()
+    assert wire["sagemaker_mpi_num_of_processes_per_host"] == "2"
+    assert wire["sagemaker_instance_type"] == '"ml.c5.xlarge"'
 
 
 def test_unknown_name_lists_known_ones(offline):
@@ -471,8 +501,10 @@ def test_instance_groups_of_more_than_one_instance_are_refused(offline):
     from sagemaker.instance_group import InstanceGroup
 
     two = [InstanceGroup("a", "ml.m5.xlarge", 2)]
-    with pytest.raises(ValueError, match=r"one group of one instance .* counts \[2\]"):
+    with pytest.raises(ValueError, match=r"one group \(of one instance .* counts \[2\]"):
         _est(offline, instance_type=None, instance_groups=two)
+    spec = {"torch_distributed": {"enabled": True}}
+    _est(offline, instance_type=None, instance_groups=two, distribution=spec)  # one job of 2
     pair = [InstanceGroup("a", "ml.m5.xlarge", 1), InstanceGroup("b", "ml.g4dn.xlarge", 1)]
     with pytest.raises(ValueError, match="got 2 group"):
         _est(offline, instance_type=None, instance_groups=pair)

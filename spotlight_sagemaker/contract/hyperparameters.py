@@ -41,9 +41,10 @@ LAUNCHER_SETTINGS = (
     "sagemaker_distributed_dataparallel_custom_mpi_options",
     "sagemaker_distribution_instance_groups",
 )
-#: Why they are refused: said by the estimator (before any AWS call) and by train.py.
+#: Why they are refused as hyperparameters (said by the estimator, before any AWS call).
 ONE_PROCESS = (
-    "train.py trains one model in one process (data-parallel training is not supported yet)"
+    "set the launch with the estimator's distribution={'torch_distributed': {'enabled': True}} "
+    "(the only multi-process launch train.py joins), not as a hyperparameter"
 )
 
 
