@@ -22,6 +22,16 @@ BASES: list[tuple[bytes, str]] = [
     (b"685,5\n302\n", "text/csv"),
     (b"item_id,top_n\n50,4\n", "text/csv"),
     (b'{"user_id": "nobody", "top_n": 2}\n{"item_id": "1"}\n', "application/jsonlines"),
+    (b'{"user_id": "685", "items": ["50", "172", "zz"]}', "application/jsonlines"),
+    (
+        b'{"user_id": "685", "top_n": 3, "exclude_items": ["313"], "include_items": ["50", "1"]}',
+        "application/jsonlines",
+    ),
+    (
+        b'[{"history": ["50", "172"], "top_n": 3}, {"user_id": "v", "history": [1]}]',
+        "application/json",
+    ),
+    (b"user_id,history,items\nv,50|172,1|2|3\n685,,50|1\n", "text/csv"),
 ]
 CONTENT_TYPES = [
     "application/jsonlines",
