@@ -508,3 +508,15 @@ def test_instance_groups_of_more_than_one_instance_are_refused(offline):
     pair = [InstanceGroup("a", "ml.m5.xlarge", 1), InstanceGroup("b", "ml.g4dn.xlarge", 1)]
     with pytest.raises(ValueError, match="got 2 group"):
         _est(offline, instance_type=None, instance_groups=pair)
+
+
+def test_distribution_round_trips_through_the_hyperparameters():
+    """attach() rebuilds ``distribution`` from what the job was sent."""
+    from spotlight_sagemaker import distribution
+
+    spec = {"torch_distributed": {"enabled": True, "processes_per_host": 2}}
+    sent = distribution.launcher_hyperparameters(spec, "ml.c5.xlarge")
+    wire = {k: json.dumps(v) for k, v in {**sent, "n_iter": 3}.items()}
+    decoded = {k: json.loads(v) for k, v in wire.items()}
+    assert distribution.from_hyperparameters(decoded) == (spec, {"n_iter": 3})
+    assert distribution.from_hyperparameters({"n_iter": 3}) == (None, {"n_iter": 3})
