@@ -366,3 +366,25 @@ def test_similar_indices_match_similar_items(fresh):
     for row, rec in zip(top_i, recs, strict=True):
         assert fresh.item_map.ids[row].tolist() == rec.item_ids
     assert 5 not in top_i[0] and (top_i[0] == top_i[2]).all()
+
+
+def test_sparse_auto_follows_the_table_size(ml100k_csv, monkeypatch):
+    from spotlight_sagemaker.core import config
+    from spotlight_sagemaker.core.optim import Adam, LazyAdam
+
+    assert config.DEFAULTS["sparse"] == "auto" and config.SPOTLIGHT_DEFAULTS["sparse"] is False
+    assert config.auto_sparse(50_000, 50_000) and not config.auto_sparse(943, 1_682)
+    data = Interactions.from_csv(ml100k_csv)
+    model = ImplicitFactorizationModel(n_iter=1, embedding_dim=8, random_state=0, device="cpu")
+    model.fit(data)
+    assert model.hyperparameters["sparse"] is False and isinstance(model._opt, Adam)
+    monkeypatch.setattr(config, "SPARSE_AUTO_CELLS", 0)  # as if the tables were large
+    model.fit(data)  # "auto" is kept for the next fit
+    assert model.hyperparameters["sparse"] is True and isinstance(model._opt, LazyAdam)
+    assert model._net.sparse
+    assert (
+        ImplicitFactorizationModel(sparse=False, n_iter=1, embedding_dim=8)
+        .fit(data)
+        .hyperparameters["sparse"]
+        is False
+    )

@@ -21,6 +21,17 @@ L2_AUTO_SCALE = 3.0
 L2_AUTO_RANGE = (0.02, 0.15)
 
 
+#: ``sparse="auto"``: row-sparse updates when users x items exceeds this many cells, the size
+#: beyond which even the softmax loss trains on sampled negatives (``trainer``), so that a step
+#: touches a few rows of large tables and dense Adam's update of every row would dominate.
+SPARSE_AUTO_CELLS = 1 << 31
+
+
+def auto_sparse(num_users: int, num_items: int) -> bool:
+    """The ``sparse="auto"`` value for tables of that many users and items."""
+    return num_users * num_items > SPARSE_AUTO_CELLS
+
+
 def auto_l2(num_interactions: int, num_active_users: int) -> float:
     """The ``l2="auto"`` value for data with that many interactions and users with any."""
     per_user = num_interactions / max(num_active_users, 1)
@@ -103,7 +114,8 @@ PARAMS: dict[str, Param] = {
             "sparse",
             bool,
             "row-sparse gradients and a lazy Adam that updates and "
-            "L2-decays only the rows a batch touches (for large tables)",
+            "L2-decays only the rows a batch touches (for large tables); 'auto': true when "
+            "users x items exceeds 2**31 cells (where the softmax also samples its negatives)",
         ),
         Param(
             "popularity_prior",
@@ -152,14 +164,14 @@ DEFAULTS: dict[str, Any] = {
     "random_state": None,
     "negative_sampling": "uniform",
     "lr_decay": "none",
-    "sparse": False,
+    "sparse": AUTO,
     "popularity_prior": 0.3,
     "use_weights": False,
     "device": "auto",
 }
 
 #: Hyperparameters that accept ``"auto"`` in the core (resolved from the data at fit time).
-AUTO_NAMES = ("l2",)
+AUTO_NAMES = ("l2", "sparse")
 
 PRESET_DEFAULTS = {"default": DEFAULTS, "spotlight": SPOTLIGHT_DEFAULTS}
 

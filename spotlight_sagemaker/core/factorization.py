@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .config import AUTO, auto_l2, coerce, resolve
+from .config import AUTO, SPARSE_AUTO_CELLS, auto_l2, auto_sparse, coerce, resolve
 from .errors import DivergedError, NotFittedError, UnknownIdError
 from .foldin import fold_in
 from .idmap import IdMap
@@ -223,8 +223,23 @@ class ImplicitFactorizationModel:
         )
 
     def _resolve_auto(self, interactions: Interactions) -> None:
-        """``l2="auto"``: the value for this data (kept "auto" in ``_auto`` for the next fit;
-        ``hyperparameters`` and the artifact hold the number used)."""
+        """``l2="auto"`` and ``sparse="auto"``: the values for this data (kept "auto" for the
+        next fit; ``hyperparameters`` and the artifact hold the values used)."""
+        if self.hyperparameters["sparse"] == AUTO:
+            self._auto_sparse = True
+        if self.__dict__.get("_auto_sparse"):
+            cells = interactions.num_users * interactions.num_items
+            self.hyperparameters["sparse"] = auto_sparse(
+                interactions.num_users, interactions.num_items
+            )
+            logger.info(
+                "sparse=auto: %s for %d users x %d items (%s the %d-cell threshold)",
+                self.hyperparameters["sparse"],
+                interactions.num_users,
+                interactions.num_items,
+                "over" if cells > SPARSE_AUTO_CELLS else "under",
+                SPARSE_AUTO_CELLS,
+            )
         if self.hyperparameters["l2"] == AUTO:
             self._auto_l2 = True
         if self.__dict__.get("_auto_l2"):
