@@ -13,7 +13,7 @@ from typing import Any
 from sagemaker.tuner import HyperparameterTuner
 
 from . import defaults
-from .uploads import resolve_inputs
+from .uploads import MODEL_CHANNEL, resolve_inputs, resolve_model_uri
 
 #: Why local mode has no tuner, and what to do instead.
 NO_LOCAL_TUNING = (
@@ -83,6 +83,11 @@ class SpotlightTuner(HyperparameterTuner):
             raise ValueError(NO_LOCAL_TUNING)
         prefix = f"{estimator.base_job_name or defaults.BASE_JOB_NAME}-tuning/input"
         inputs = resolve_inputs(session, inputs, prefix)
+        # a local model_uri (the warm start's previous model) is uploaded like the inputs: the
+        # tuner builds its training jobs without the estimator's fit()
+        estimator.model_uri = resolve_model_uri(
+            session, estimator.model_uri, f"{prefix}/{MODEL_CHANNEL}"
+        )
         return super().fit(
             inputs,
             job_name=job_name,

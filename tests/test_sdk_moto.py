@@ -577,6 +577,32 @@ def test_tuner_fit_uploads_a_local_file_like_fit(sm, ml100k_csv):
     assert body == ml100k_csv.read_bytes()
 
 
+def test_tuner_fit_uploads_a_local_model_uri_like_fit(sm, ml100k_csv, tmp_path):
+    from sagemaker.tuner import ContinuousParameter
+
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"a previous model.tar.gz")  # uploaded as is; train.py checks it
+    created = capture(sm, "CreateHyperParameterTuningJob")
+    est = SpotlightEstimator(
+        role=ROLE, instance_type="ml.m5.xlarge", sagemaker_session=sm, model_uri=str(archive)
+    )
+    tuner = est.tuner({"learning_rate": ContinuousParameter(1e-3, 1e-2)}, max_jobs=2)
+    tuner.fit(str(ml100k_csv), job_name="spotlight-hpo-warm", wait=False)
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in created[0]["TrainingJobDefinition"]["InputDataConfig"]
+    }
+    assert set(channels) == {"training", "model"}
+    assert channels["model"] == f"s3://{sm.default_bucket()}/spotlight-tuning/input/model"
+    bucket, key = s3_split(channels["model"])
+    body = (
+        sm.boto_session.client("s3")
+        .get_object(Bucket=bucket, Key=f"{key}/model.tar.gz")["Body"]
+        .read()
+    )
+    assert body == archive.read_bytes()
+
+
 @pytest.mark.parametrize(
     ("ranges", "pattern"),
     [
