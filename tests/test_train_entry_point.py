@@ -217,6 +217,41 @@ def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, aws_env
     assert not (base / "output" / "success").exists()
 
 
+def _killed_after_checkpoint_2(base: Path, log_path: Path) -> int | None:
+    """Run the job with ``SPOTLIGHT_TEST_STALL_AT=2`` and SIGKILL its whole group (the
+    instance goes away: toolkit, launcher and every train.py) once rank 0 has written checkpoint
+    2 and stalled there; returns the exit status."""
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(TRAIN_COMMAND)],
+        env={**toolkit_env(base), "SPOTLIGHT_TEST_STALL_AT": "2"},
+        cwd=base,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180  # a hang guard, not a race: train.py stalls there
+        while "stalled after checkpoint" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "no checkpoint after 180 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        log.close()
+    return proc.returncode
+
+
+def _new_instance(base: Path) -> None:
+    """A new instance: fresh code/, model/, output/; SageMaker restores /opt/ml/checkpoints."""
+    for name in ("code", "model", "output"):
+        subprocess.run(["rm", "-rf", str(base / name)], check=True)
+    (base / "code").mkdir()
+
+
 @pytest.mark.slow
 def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, aws_env, seed_rows):
     n_iter = 6
@@ -234,36 +269,12 @@ def test_spot_interruption_resumes_from_the_checkpoint(tmp_path, aws_env, seed_r
         {"training": {"data.csv": "".join(seed_rows[:5_001])}},
     )
     checkpoints = base / "checkpoints"
-    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(TRAIN_COMMAND)],
-        env={**toolkit_env(base), "SPOTLIGHT_TEST_STALL_AT": "2"},
-        cwd=base,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180  # a hang guard, not a race: train.py stalls there
-        while "stalled after checkpoint" not in (tmp_path / "first.log").read_text():
-            assert proc.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "no checkpoint after 180 s"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)  # the instance goes away: toolkit and train.py
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        log.close()
-    assert proc.returncode == -signal.SIGKILL
+    assert _killed_after_checkpoint_2(base, tmp_path / "first.log") == -signal.SIGKILL
     assert artifact_files(base / "model") == []  # killed before the end
     done = max(int(p.name.split("-")[1]) for p in checkpoints.glob("epoch-*"))
     assert done == 2
 
-    # A new instance: fresh code/, model/, output/; SageMaker restores /opt/ml/checkpoints.
-    for name in ("code", "model", "output"):
-        subprocess.run(["rm", "-rf", str(base / name)], check=True)
-    (base / "code").mkdir()
+    _new_instance(base)
     proc = run_toolkit(base)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (
@@ -340,33 +351,11 @@ def test_data_parallel_spot_interruption_resumes(tmp_path, aws_env, seed_rows):
         distribution=TORCH_DISTRIBUTED,
     )
     checkpoints = base / "checkpoints"
-    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(TRAIN_COMMAND)],
-        env={**toolkit_env(base), "SPOTLIGHT_TEST_STALL_AT": "2"},
-        cwd=base,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180  # a hang guard: rank 0 stalls, rank 1 waits on it
-        while "stalled after checkpoint" not in (tmp_path / "first.log").read_text():
-            assert proc.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "no checkpoint after 180 s"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        log.close()
+    _killed_after_checkpoint_2(base, tmp_path / "first.log")
     assert artifact_files(base / "model") == []
     assert max(int(p.name.split("-")[1]) for p in checkpoints.glob("epoch-*")) == 2
 
-    for name in ("code", "model", "output"):
-        subprocess.run(["rm", "-rf", str(base / name)], check=True)
-    (base / "code").mkdir()
+    _new_instance(base)
     proc = run_toolkit(base)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"resuming from checkpoint {checkpoints / 'epoch-000002'} at epoch 2" in proc.stdout
