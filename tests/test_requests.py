@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from spotlight_sagemaker._entry_points import inference
+from test_inference_handler import _ENV  # the serving variables a test may set
 
 from spotlight_sagemaker.core import (
     ImplicitFactorizationModel,
@@ -17,13 +18,6 @@ from spotlight_sagemaker.core import (
 from spotlight_sagemaker.core.queries import IndexQuery
 
 JSONL, JSON, CSV = "application/jsonlines", "application/json", "text/csv"
-_ENV = (
-    "SPOTLIGHT_UNKNOWN_USER",
-    "SPOTLIGHT_UNKNOWN_ITEM",
-    "SPOTLIGHT_MAX_TOP_N",
-    "SPOTLIGHT_MAX_LIST_ITEMS",
-    "SPOTLIGHT_DEFAULT_TOP_N",
-)
 
 
 @pytest.fixture(autouse=True)

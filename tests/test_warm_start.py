@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _sdk_helpers import tar_model
 from test_default_job import as_csv, planted_rows
 from test_training import environ, failure, model_files, opt_ml
 
@@ -193,14 +194,6 @@ OLD = ROWS[: int(0.7 * len(ROWS))]
 JOB = ["--embedding_dim", "16", "--random_state", "5", "--checkpoint_dir", "none"]
 
 
-def tar_folder(folder: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for f in sorted(folder.iterdir()):
-            tar.add(f, arcname=f.name)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def old_job(tmp_path_factory) -> Path:
     """The previous job's model folder: train.py on the older 70% of the planted rows."""
@@ -214,7 +207,7 @@ def warm_job(tmp_path: Path, previous: Path, as_archive: bool = True) -> Path:
     channel = base / "input" / "data" / "model"
     channel.mkdir()
     if as_archive:
-        (channel / "model.tar.gz").write_bytes(tar_folder(previous))
+        (channel / "model.tar.gz").write_bytes(tar_model(previous))
     else:
         for f in previous.iterdir():
             (channel / f.name).write_bytes(f.read_bytes())
@@ -420,7 +413,7 @@ def test_a_local_model_uri_is_uploaded_and_a_renamed_channel_refused(sm, old_job
 
     created = capture(sm, "CreateTrainingJob")
     archive = tmp_path / "model.tar.gz"
-    archive.write_bytes(tar_folder(old_job))
+    archive.write_bytes(tar_model(old_job))
     est = SpotlightEstimator(
         role=ROLE, instance_type="ml.m5.xlarge", sagemaker_session=sm, model_uri=str(archive)
     )
