@@ -82,6 +82,7 @@ def answer(
     if any(h is None for h in histories):
         raise ValueError("a query of kind 'history' needs its history")
     vecs = model.fold_in_indices(histories) if folded else None  # type: ignore[arg-type]
+    share = _share_by_item(model) if any(q.kind == "popular" for q in queries) else None
     block = max(1, _BLOCK_CELLS // num_items)
     dev = model.device
     for lo in range(0, count, block):
@@ -92,7 +93,7 @@ def answer(
             if queries[r].kind not in by_kind:
                 raise ValueError(f"query kind must be one of {KINDS}, got {queries[r].kind!r}")
             by_kind[queries[r].kind].append(pos)
-        _score(model, net, queries, part, by_kind, s, folded_at, vecs)
+        _score(net, queries, part, by_kind, s, folded_at, vecs, share)
         allowed = _allowed(model, queries, part, dev)
         if not bool(torch.isfinite(s[allowed]).all()):
             raise DivergedError("the model produced non-finite scores")
@@ -106,26 +107,29 @@ def answer(
             items[lo : lo + len(part), :kb] = top_i
             scores[lo : lo + len(part), :kb] = top_s
         if pop:  # popularity in the model's stable order (count, then index), filtered
-            order = model.popular_items(num_items)[0]
+            assert share is not None
+            order = share[1]
             ok = allowed[pop].cpu().numpy()[:, order]
             for row, pos in enumerate(pop):
                 keep = order[ok[row]][:kb]
                 items[lo + pos, :kb] = -1
                 items[lo + pos, : len(keep)] = keep
-                scores[lo + pos, : len(keep)] = _shares(model, keep)
+                scores[lo + pos, : len(keep)] = share[0][keep]
         counts[lo : lo + len(part)] = np.minimum(n, available)
     items[np.arange(k)[None, :] >= counts[:, None]] = -1
     return items, scores, counts
 
 
-def _shares(model: ImplicitFactorizationModel, keep: np.ndarray) -> np.ndarray:
-    counts = model.item_counts
-    assert counts is not None
-    return (counts[keep] / max(int(counts.sum()), 1)).astype(np.float32)
+def _share_by_item(model: ImplicitFactorizationModel) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's share of training interactions (the fallback's score), by item index, and
+    the items in the model's popularity order (``popular_items``)."""
+    order, share = model.popular_items(model.num_items)
+    by_item = np.empty(model.num_items, dtype=np.float32)
+    by_item[order] = share
+    return by_item, order
 
 
 def _score(
-    model: ImplicitFactorizationModel,
     net: BilinearNet,
     queries: Sequence[IndexQuery],
     part: list[int],
@@ -133,6 +137,7 @@ def _score(
     s: torch.Tensor,
     folded_at: dict[int, int],
     vecs: tuple[torch.Tensor, torch.Tensor] | None,
+    share: tuple[np.ndarray, np.ndarray] | None,
 ) -> None:
     """Fill ``s`` (``[len(part), num_items]``) with each query's scores over the catalogue."""
     dev = s.device
@@ -152,10 +157,8 @@ def _score(
         rows = torch.tensor([folded_at[part[p]] for p in pos], device=dev)
         s[pos] = net.score_vectors(vecs[0][rows], vecs[1][rows]).float()
     if by_kind["popular"]:
-        counts = model.item_counts
-        assert counts is not None
-        share = torch.from_numpy(counts / max(int(counts.sum()), 1)).float().to(dev)
-        s[by_kind["popular"]] = share
+        assert share is not None
+        s[by_kind["popular"]] = torch.from_numpy(share[0]).to(dev)
 
 
 def _allowed(

@@ -143,49 +143,59 @@ class ServedModel:
         m = self.model
         user_map, item_map = m.user_map, m.item_map
         assert user_map is not None and item_map is not None
+        listed = np.fromiter(queries.lists, dtype=np.int64, count=len(queries.lists))
+        index = np.full(len(listed), -1, dtype=np.int64)
+        named = np.array([bool(queries.ids[r]) for r in listed], dtype=bool)
+        for is_item, id_map in ((False, user_map), (True, item_map)):
+            sel = np.flatnonzero(named & (queries.is_item[listed] == is_item))
+            if len(sel):  # each distinct id looked up once, as for the other records
+                index[sel] = self._lookup(id_map, queries.ids, listed[sel])
+        known[listed] = index >= 0
         rows: list[int] = []
         out: list[IndexQuery] = []
         unknown_items: dict[int, list[str]] = {}
-        for r, lists in queries.lists.items():
-            raw, is_item = queries.ids[r], bool(queries.is_item[r])
-            candidates = self._items(lists.items, r, queries, unknown_items)
-            exclude = self._items(lists.exclude_items, r, queries, None)
-            include = self._items(lists.include_items, r, queries, None)
-            n = int(queries.top_n[r])
-            flag = bool(queries.exclude_seen[r])
-            index = -1
-            if raw:
-                index = int((item_map if is_item else user_map).lookup([raw])[0])
-            known[r] = index >= 0
+        missing: dict[bool, list[int]] = {False: [], True: []}  # rows for the unknown policy
+        filters: dict[int, tuple[np.ndarray | None, ...]] = {}
+        for r, at in zip(listed.tolist(), index.tolist(), strict=True):
+            lists, is_item = queries.lists[r], bool(queries.is_item[r])
+            filters[r] = (
+                self._items(lists.items, r, queries, unknown_items),
+                self._items(lists.exclude_items, r, queries, None),
+                self._items(lists.include_items, r, queries, None),
+            )
+            n, flag = int(queries.top_n[r]), bool(queries.exclude_seen[r])
             if lists.history is not None:
-                if index >= 0:
+                if at >= 0:
                     raise codec.BadRequestError(
-                        f"{queries.where(r)}: user_id {raw!r} is known to the model; give "
-                        "either a known user_id or a history (for a user the model does not "
-                        "know), not both"
+                        f"{queries.where(r)}: user_id {queries.ids[r]!r} is known to the "
+                        "model; give either a known user_id or a history (for a user the model "
+                        "does not know), not both"
                     )
                 hist = self._items(lists.history, r, queries, None)
                 if hist is not None and len(hist):
                     rows.append(r)
-                    out.append(
-                        IndexQuery("history", n, -1, hist, flag, candidates, exclude, include)
-                    )
+                    out.append(IndexQuery("history", n, -1, hist, flag, *filters[r]))
                     continue
                 if self.unknown[False] == "error":
                     raise codec.BadRequestError(
                         f"{queries.where(r)}: no item of the history is known to the model "
                         "(SPOTLIGHT_UNKNOWN_USER=error)"
                     )
-            elif index >= 0:
+            elif at >= 0:
                 rows.append(r)
-                kind = "item" if is_item else "user"
-                out.append(IndexQuery(kind, n, index, None, flag, candidates, exclude, include))
+                out.append(
+                    IndexQuery("item" if is_item else "user", n, at, None, flag, *filters[r])
+                )
                 continue
-            # an unknown user or item, or a history of which no item is known
-            fallback[r] = self._unknown(queries, np.array([r]), is_item)
-            if fallback[r]:
-                rows.append(r)
-                out.append(IndexQuery("popular", n, -1, None, True, candidates, exclude, include))
+            missing[is_item].append(r)  # an unknown id, or a history of no known item
+        for is_item, unknown_rows in missing.items():
+            if unknown_rows and self._unknown(queries, np.array(unknown_rows), is_item):
+                fallback[unknown_rows] = True
+                rows.extend(unknown_rows)
+                out.extend(
+                    IndexQuery("popular", int(queries.top_n[r]), -1, None, True, *filters[r])
+                    for r in unknown_rows
+                )
         return rows, out, unknown_items
 
     def _items(
