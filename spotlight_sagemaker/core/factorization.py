@@ -71,12 +71,11 @@ class Recommendation(NamedTuple):
 
 def _distinct(raws: list[str], name: str) -> list[str]:
     """``raws`` unchanged; a ValueError naming the first id given twice."""
-    if len(set(raws)) != len(raws):
-        seen: set[str] = set()
-        for r in raws:
-            if r in seen:
-                raise ValueError(f"{name} holds {r!r} more than once")
-            seen.add(r)
+    seen: set[str] = set()
+    for r in raws:
+        if r in seen:
+            raise ValueError(f"{name} holds {r!r} more than once")
+        seen.add(r)
     return raws
 
 
@@ -565,8 +564,7 @@ class ImplicitFactorizationModel:
                 raise UnknownIdError(f"no item of the history is known to the model: {raws[:5]}")
             if unknown == "skip":
                 return None
-            exclude = hist if filters[1] is None else np.concatenate([filters[1], hist])
-            query = IndexQuery("popular", int(n), -1, None, True, filters[0], exclude, filters[2])
+            query = IndexQuery("popular", int(n), -1, None, True, *filters[:3])
         else:
             query = IndexQuery("history", int(n), -1, hist, bool(exclude_history), *filters[:3])
         out = self._answered(False, [query_id], np.array([True]), [query], filters[3])

@@ -318,10 +318,11 @@ def _record_lists(rec: dict, where: str, limits: Limits) -> RecordLists:
             else _query_id(v, where, f"every id in {name}")
             for v in value
         ]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise BadRequestError(f"{where}: {name} holds {dup!r} more than once")
+        seen: set[str] = set()
+        for i in ids:
+            if i in seen:
+                raise BadRequestError(f"{where}: {name} holds {i!r} more than once")
+            seen.add(i)
         out[name] = ids
     return RecordLists(**out)
 
