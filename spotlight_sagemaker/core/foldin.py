@@ -64,7 +64,8 @@ def fold_in(
         gen = torch.Generator().manual_seed(int(seed) + 7)
         m = min(NEGATIVES, num_items)
         neg = torch.randperm(num_items, generator=gen)[:m].to(dev)
-    width = num_items if loss == "softmax" else len(neg)  # type: ignore[arg-type]
+    width = num_items if neg is None else len(neg)
+    count = PSEUDO_COUNT if pseudo_count is None else float(pseudo_count)
     lo = 0
     while lo < len(histories):
         hi, cells = lo, 0
@@ -73,7 +74,6 @@ def fold_in(
         ):
             cells += width * (1 + len(histories[hi]))
             hi += 1
-        count = PSEUDO_COUNT if pseudo_count is None else float(pseudo_count)
         u, b = _solve(net, hyperparameters, histories[lo:hi], neg, count)
         out_u[lo:hi], out_b[lo:hi] = u, b
         lo = hi
