@@ -62,7 +62,7 @@ def child(what: str, n: int, items: int, dim: int, kwargs: dict) -> dict:
         model.fit(data)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"wall": wall, "cpu": cpu, "peak_mb": peak_mb, "n": len(data)}
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak_mb}
 
 
 def run_cell(what: str, n: int, items: int, dim: int, kwargs: dict, timeout: float) -> dict:

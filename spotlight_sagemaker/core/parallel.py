@@ -55,9 +55,9 @@ class DataParallel:
         ends = np.cumsum(sizes)
         total = int(ends[-1]) if len(ends) else 0
         targets = total * np.arange(1, self.world_size) / self.world_size
+        # searchsorted of increasing targets: the cuts are in [0, len(sizes)] and never decrease
         cuts = [0, *np.searchsorted(ends, targets, side="left").tolist(), len(sizes)]
-        cuts = [min(max(c, 0), len(sizes)) for c in cuts]
-        return slice(cuts[self.rank], max(cuts[self.rank], cuts[self.rank + 1]))
+        return slice(cuts[self.rank], cuts[self.rank + 1])
 
     # ------------------------------------------------------------------ collectives
     def reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
