@@ -17,8 +17,9 @@ from spotlight_sagemaker.core import (
     Interactions,
     NotFittedError,
     UnknownIdError,
+    pairdot,
 )
-from spotlight_sagemaker.core.trainer import balanced_batches
+from spotlight_sagemaker.core.trainer import Trainer, balanced_batches, make_optimizer
 
 GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP = 4, 40, 20
 
@@ -225,17 +226,98 @@ def test_balanced_batches_cover_every_row_once_in_even_batches(sizes, batch_size
     assert balanced_batches(np.array([], dtype=np.int64), 8, 8) == []
 
 
-def test_sampled_softmax_on_a_large_catalogue(data):
+def test_sampled_softmax_on_a_catalogue_larger_than_its_negatives(data):
     m = ImplicitFactorizationModel(
-        loss="softmax",
-        n_iter=2,
-        batch_size=1 << 20,
-        num_negative_samples=16,
-        random_state=0,
-        device="cpu",
+        loss="softmax", n_iter=30, softmax_negatives=16, random_state=0, device="cpu"
     )
-    m.fit(data)  # batch x items above the full-softmax limit: shared sampled negatives
-    assert np.isfinite(m.history[-1].loss)
+    m.fit(data)  # 80 items, 16 shared negatives per step: the sampled path
+    assert m.hyperparameters["softmax_negatives"] == 16
+    assert all(np.isfinite(h.loss) for h in m.history)
+    users = data.user_map.to_list()
+    recs = m.recommend(users, n=5)
+    in_group = sum(group(i) == group(r.query_id) for r in recs for i in r.item_ids)
+    assert in_group / (5 * len(users)) >= 0.9  # the planted groups, as the exact softmax
+
+
+def _step(hp: dict, data: Interactions, seed: int = 0):
+    """A trainer and the softmax losses of one step over every user, drawn with ``seed``."""
+    m = ImplicitFactorizationModel(**hp, random_state=0, device="cpu", n_iter=0).fit(data)
+    hp = {**m.hyperparameters}
+    gen = torch.Generator().manual_seed(seed)
+    net = m._net.train()
+    t = Trainer(net, make_optimizer(net.parameters(), hp), data, hp, gen, torch.device("cpu"))
+    users = t.active
+    counts = t.indptr[users + 1] - t.indptr[users]
+    width = min(hp["softmax_negatives"], data.num_items)
+    cand = None if width >= data.num_items else t._negatives(width)
+    return t, t._user_step(users, counts, 0, len(users), cand)
+
+
+def test_sampled_softmax_estimates_the_exact_softmax():
+    """Shared negatives (half uniform, half by popularity) weighted by their inverse draw
+    probability: exp of the sampled log-sum-exp is an unbiased estimate of the exact one, so the
+    mean over many draws of exp(loss) - 1 ~ the exact sum of exp(neg - pos) over the catalogue."""
+    hp = {"loss": "softmax", "embedding_dim": 8}
+    rng = np.random.default_rng(0)  # a skewed catalogue: the popularity half matters
+    items = rng.choice(60, size=3000, p=np.arange(1, 61.0) ** -2 / (np.arange(1, 61.0) ** -2).sum())
+    pairs = np.unique(np.stack([rng.integers(0, 200, 3000), items], 1), axis=0)
+    data = Interactions.from_arrays([f"u{u}" for u in pairs[:, 0]], [f"i{i}" for i in pairs[:, 1]])
+    with torch.no_grad():
+        t, _ = _step({**hp, "softmax_negatives": 100_000}, data)
+        # random but fixed vectors, so the logits are far from equal
+        t.net.item_embeddings.normal_(0, 1, generator=torch.Generator().manual_seed(5))
+        exact = _step_on(t, None)[0]
+        draws = [_step_on(t, t._negatives(21))[0] for _ in range(2000)]  # odd: 11 + 10
+    # exact: log(sum_j exp s_j) - s_pos; sampled: log(exp s_pos + sum_k exp s_k / (K q_k)) - s_pos
+    z_exact = torch.exp(exact)
+    z_sampled = torch.stack([torch.exp(d) - 1 for d in draws]).mean(0) + 1
+    rel = (z_sampled - z_exact).abs() / z_exact
+    assert float(rel.mean()) < 0.04, float(rel.mean())  # 0.061 with uniform weights
+
+
+def _step_on(t: Trainer, cand):
+    users = t.active
+    counts = t.indptr[users + 1] - t.indptr[users]
+    return t._user_step(users, counts, 0, len(users), cand)
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_sampled_softmax_penalty_matches_the_per_interaction_rule(data, l2):
+    """The sampled step computes the L2 penalty from its own lookups: the same sum as the
+    per-interaction rule's (one term per interaction, user and item)."""
+    hp = {"loss": "softmax", "embedding_dim": 8, "l2": l2, "softmax_negatives": 16}
+    t, (loss, w, penalty) = _step(hp, data)
+    assert w is None and len(loss) == len(data)
+    if not l2:
+        assert penalty is None
+        return
+    rows, cols = data.tocsr()
+    users = np.repeat(np.arange(data.num_users), np.diff(rows))
+    expected = t._penalty(torch.from_numpy(users), torch.from_numpy(cols), None)
+    torch.testing.assert_close(penalty, expected)
+
+
+@pytest.mark.parametrize("device", ["cpu", "gather"])
+def test_pair_dot_matches_the_gathered_product(device, monkeypatch):
+    if device == "gather":  # the path other devices (and torch builds without kernels) take
+        monkeypatch.setitem(pairdot._SPARSE_KERNELS, "cpu", False)
+    gen = torch.Generator().manual_seed(0)
+    p = torch.randn(7, 5, generator=gen, requires_grad=True)
+    q = torch.randn(11, 5, generator=gen, requires_grad=True)
+    counts = torch.tensor([3, 0, 2, 5, 1, 1, 4])
+    row = torch.repeat_interleave(torch.arange(7), counts)
+    col = torch.randint(0, 11, (len(row),), generator=gen)
+    crow = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+    g = torch.randn(len(row), generator=gen)
+    got = pairdot.pair_dot(p, q, crow, row, col)
+    (got * g).sum().backward()
+    gp, gq = p.grad.clone(), q.grad.clone()
+    p.grad = q.grad = None
+    want = (p[row] * q[col]).sum(-1)
+    (want * g).sum().backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(gp, p.grad)
+    torch.testing.assert_close(gq, q.grad)
 
 
 def test_weights_change_training_only_when_asked():

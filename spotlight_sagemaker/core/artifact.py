@@ -39,6 +39,11 @@ ARRAYS_FILE = "spotlight-model.npz"
 _PARAMS = ("user_embeddings", "item_embeddings", "user_biases", "item_biases")
 
 
+#: hyperparameters newer artifacts hold and older ones lack: "auto" resolves to what the older
+#: release did up to 2**31 users x items cells (the exact softmax)
+ADDED_SINCE = {"softmax_negatives": "auto"}
+
+
 def save_model(
     model: ImplicitFactorizationModel,
     path: str | os.PathLike,
@@ -128,7 +133,9 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
     config = read_config(path)
     arrays = _read_arrays(Path(path), config)
     try:
-        hp = dict(config["hyperparameters"], device=device)
+        # hyperparameters added since the format's first release, with the value that trains
+        # as the artifacts written before them were trained
+        hp = {**ADDED_SINCE, **config["hyperparameters"], "device": device}
         # every hyperparameter is written: a missing one would silently take today's default
         missing = sorted(set(PARAMS) - set(hp))
         if missing:

@@ -39,6 +39,18 @@ def auto_l2(num_interactions: int, num_active_users: int) -> float:
     return float(min(max(L2_AUTO_SCALE / max(per_user, 1e-9), lo), hi))
 
 
+#: ``softmax_negatives="auto"``: every item (the exact softmax) while users x items is at most
+#: SPARSE_AUTO_CELLS, this many sampled negatives per step beyond (docs/model.md says why).
+SOFTMAX_AUTO_NEGATIVES = 2048
+
+
+def auto_softmax_negatives(num_users: int, num_items: int) -> int:
+    """The ``softmax_negatives="auto"`` value for tables of that many users and items."""
+    if num_users * num_items <= SPARSE_AUTO_CELLS:
+        return max(num_items, 1)
+    return SOFTMAX_AUTO_NEGATIVES
+
+
 PRESETS = ("default", "spotlight")
 
 
@@ -84,10 +96,21 @@ PARAMS: dict[str, Param] = {
         Param(
             "num_negative_samples",
             int,
-            "negatives per positive (adaptive_hinge); sampled "
-            "softmax shares max(this, 1024) per batch",
+            "negatives per positive (adaptive_hinge); the softmax loss uses "
+            "softmax_negatives instead",
             min=1,
             max=100_000,
+        ),
+        Param(
+            "softmax_negatives",
+            int,
+            "softmax loss: each step scores its users against this many uniform negatives "
+            "shared by the step (sampled softmax with the log(items / this) correction), or "
+            "against every item when the catalogue has at most this many (the exact softmax); "
+            "'auto': every item while users x items is at most 2**31 cells, "
+            f"{SOFTMAX_AUTO_NEGATIVES} beyond",
+            min=1,
+            max=2**31 - 1,  # a step's memory is bounded by trainer.check_memory
         ),
         Param(
             "random_state",
@@ -115,7 +138,7 @@ PARAMS: dict[str, Param] = {
             bool,
             "row-sparse gradients and a lazy Adam that updates and "
             "L2-decays only the rows a batch touches (for large tables); 'auto': true when "
-            "users x items exceeds 2**31 cells (where the softmax also samples its negatives)",
+            "users x items exceeds 2**31 cells or the softmax samples its negatives",
         ),
         Param(
             "popularity_prior",
@@ -140,6 +163,7 @@ SPOTLIGHT_DEFAULTS: dict[str, Any] = {
     "l2_rule": "weight_decay",
     "learning_rate": 1e-2,
     "num_negative_samples": 5,
+    "softmax_negatives": AUTO,
     "random_state": None,
     "negative_sampling": "uniform",
     "lr_decay": "none",
@@ -161,6 +185,7 @@ DEFAULTS: dict[str, Any] = {
     "l2_rule": "per_interaction",
     "learning_rate": 5e-3,
     "num_negative_samples": 5,
+    "softmax_negatives": AUTO,
     "random_state": None,
     "negative_sampling": "uniform",
     "lr_decay": "none",
@@ -171,7 +196,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Hyperparameters that accept ``"auto"`` in the core (resolved from the data at fit time).
-AUTO_NAMES = ("l2", "sparse")
+AUTO_NAMES = ("l2", "sparse", "softmax_negatives")
 
 PRESET_DEFAULTS = {"default": DEFAULTS, "spotlight": SPOTLIGHT_DEFAULTS}
 

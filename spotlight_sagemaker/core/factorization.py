@@ -19,7 +19,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .config import AUTO, SPARSE_AUTO_CELLS, auto_l2, auto_sparse, coerce, resolve
+from .config import (
+    AUTO,
+    SPARSE_AUTO_CELLS,
+    auto_l2,
+    auto_softmax_negatives,
+    auto_sparse,
+    coerce,
+    resolve,
+)
 from .errors import DivergedError, NotFittedError, UnknownIdError
 from .foldin import fold_in
 from .idmap import IdMap
@@ -222,22 +230,40 @@ class ImplicitFactorizationModel:
         )
 
     def _resolve_auto(self, interactions: Interactions) -> None:
-        """``l2="auto"`` and ``sparse="auto"``: the values for this data (kept "auto" for the
-        next fit; ``hyperparameters`` and the artifact hold the values used)."""
+        """``l2``, ``sparse`` and ``softmax_negatives`` "auto": the values for this data (kept
+        "auto" for the next fit; ``hyperparameters`` and the artifact hold the values used)."""
+        users, items = interactions.num_users, interactions.num_items
+        cells = users * items
+        if self.hyperparameters["softmax_negatives"] == AUTO:
+            self._auto_negatives = True
+        if self.__dict__.get("_auto_negatives"):
+            k = auto_softmax_negatives(users, items)
+            self.hyperparameters["softmax_negatives"] = k
+            if self.hyperparameters["loss"] == "softmax":
+                logger.info(
+                    "softmax_negatives=auto: %s for %d users x %d items (%s the %d-cell threshold)",
+                    "every item (the exact softmax)" if k >= items else f"{k} sampled negatives",
+                    users,
+                    items,
+                    "over" if cells > SPARSE_AUTO_CELLS else "under",
+                    SPARSE_AUTO_CELLS,
+                )
         if self.hyperparameters["sparse"] == AUTO:
             self._auto_sparse = True
         if self.__dict__.get("_auto_sparse"):
-            cells = interactions.num_users * interactions.num_items
-            self.hyperparameters["sparse"] = auto_sparse(
-                interactions.num_users, interactions.num_items
+            sampled = (
+                self.hyperparameters["loss"] == "softmax"
+                and self.hyperparameters["softmax_negatives"] < items
             )
+            self.hyperparameters["sparse"] = auto_sparse(users, items) or sampled
             logger.info(
-                "sparse=auto: %s for %d users x %d items (%s the %d-cell threshold)",
+                "sparse=auto: %s for %d users x %d items (%s the %d-cell threshold%s)",
                 self.hyperparameters["sparse"],
-                interactions.num_users,
-                interactions.num_items,
+                users,
+                items,
                 "over" if cells > SPARSE_AUTO_CELLS else "under",
                 SPARSE_AUTO_CELLS,
+                "; the softmax samples its negatives" if sampled else "",
             )
         if self.hyperparameters["l2"] == AUTO:
             self._auto_l2 = True
@@ -313,7 +339,9 @@ class ImplicitFactorizationModel:
         bad = None if math.isfinite(loss) else f"the loss is {loss}"
         if bad is None:
             for name, param in self._require().named_parameters():
-                if not bool(torch.isfinite(param).all()):
+                # a float64 sum is finite iff every float32 value is (it cannot overflow), and
+                # reads the table once without allocating a mask the size of it
+                if not math.isfinite(float(param.detach().sum(dtype=torch.float64))):
                     bad = f"{name} holds non-finite values"
                     break
         if bad is not None:

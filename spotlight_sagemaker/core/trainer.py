@@ -1,11 +1,13 @@
 """The training loop: minibatches, losses and optimiser steps for one epoch.
 
 Pairwise and pointwise losses (Spotlight's four) iterate over shuffled interactions, one sampled
-negative per positive (``num_negative_samples`` for adaptive_hinge). ``softmax`` scores each
-positive against every item; when users x items is small enough it groups a batch's
-interactions by user, so each user's logits over the catalogue are computed once per step
-(the same objective as per-interaction softmax, at a fraction of the cost); otherwise it uses
-``max(num_negative_samples, 1024)`` uniform negatives shared by the batch (sampled softmax).
+negative per positive (``num_negative_samples`` for adaptive_hinge). ``softmax`` groups a
+step's interactions by user, so each user's logits are computed once per step: against every
+item when the catalogue has at most ``softmax_negatives`` items (the exact full softmax, the same
+objective as per-interaction softmax at a fraction of the cost), otherwise against
+``softmax_negatives`` uniform negatives drawn once per step and shared by its users (a sampled
+softmax with the ``log(items / negatives)`` correction), so that a pass costs active users x
+negatives x dim whatever the catalogue size.
 Every epoch is cut into ``ceil(n / batch_size)`` batches of near-equal size (``balanced_batches``).
 """
 
@@ -21,19 +23,19 @@ from .errors import HyperparameterError
 from .interactions import Interactions
 from .network import BilinearNet
 from .optim import Adam, LazyAdam
+from .pairdot import pair_dot
 from .parallel import DataParallel
 from .ranking import seen_coordinates
 from .sampling import NegativeSampler
 
 LossFn = Callable[..., torch.Tensor]
-#: One step's per-interaction losses, their weights (or None), and each interaction's user and
-#: item (for the per-interaction L2 penalty); under data-parallel training the losses are this
-#: rank's share of the step and the last item is the global step's (interactions, weight sum).
-Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]
+#: One step's per-interaction losses, their weights (or None), and the per-interaction L2
+#: penalty's sum ``sum_k w_k (|p_u_k|^2 + |q_i_k|^2)`` (None when ``l2`` is 0); under
+#: data-parallel training these are this rank's share of the step and the last item is the
+#: global step's (interactions, weight sum).
+Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 Global = tuple[int, torch.Tensor | None]
-_GROUPED_SOFTMAX_MAX_CELLS = 1 << 31  # users x items per epoch for the grouped full softmax
 _STEP_MAX_CELLS = 1 << 24  # logits per step (64 MB of float32)
-_SAMPLED_SOFTMAX_MIN_NEGATIVES = 1024
 #: the most embedding values one training step may gather (batch x vectors per interaction x
 #: embedding_dim), 256 MB of float32: with their gradients and the products, a step's peak
 #: stays near 1 GB whatever batch_size, num_negative_samples and embedding_dim say
@@ -42,14 +44,15 @@ STEP_MAX_VALUES = 1 << 26
 TABLES_MAX_BYTES = 12 << 30
 
 
-def grouped_softmax(hp: dict, num_users: int, num_items: int) -> bool:
-    """Whether the softmax loss runs as the full softmax grouped by user (else sampled)."""
-    return hp["loss"] == "softmax" and num_users * num_items <= _GROUPED_SOFTMAX_MAX_CELLS
+def softmax_width(hp: dict, num_items: int) -> int:
+    """How many items a softmax step scores each of its users against: every item (the exact
+    softmax) when the catalogue has at most ``softmax_negatives``, else that many negatives."""
+    return min(int(hp["softmax_negatives"]), num_items)
 
 
-def shared_negatives(hp: dict, num_items: int) -> int:
-    """How many uniform negatives the sampled softmax shares per batch."""
-    return min(max(hp["num_negative_samples"], _SAMPLED_SOFTMAX_MIN_NEGATIVES), num_items)
+def exact_softmax(hp: dict, num_items: int) -> bool:
+    """Whether the softmax loss is the exact full softmax on this catalogue (else sampled)."""
+    return hp["loss"] == "softmax" and softmax_width(hp, num_items) >= num_items
 
 
 def check_memory(hp: dict, num_users: int, num_items: int) -> None:
@@ -65,10 +68,11 @@ def check_memory(hp: dict, num_users: int, num_items: int) -> None:
         )
     loss, k = hp["loss"], hp["num_negative_samples"]
     if loss == "softmax":
-        if grouped_softmax(hp, num_users, num_items):
-            return  # the grouped full softmax bounds its own steps (_STEP_MAX_CELLS)
-        shared = shared_negatives(hp, num_items)
-        step, what = batch * (shared + 2 * d), f"batch_size x ({shared} shared negatives + 2 x d)"
+        if exact_softmax(hp, num_items):
+            return  # the full softmax bounds its own steps (_STEP_MAX_CELLS)
+        shared = softmax_width(hp, num_items)
+        step = (batch + shared) * d
+        what = f"(batch_size + {shared} softmax_negatives) x embedding_dim"
     else:
         per = k + 1 if loss == "adaptive_hinge" else 2
         step = batch * per * d
@@ -77,7 +81,7 @@ def check_memory(hp: dict, num_users: int, num_items: int) -> None:
         raise HyperparameterError(
             f"one training step would gather {step} values ({what}; batch_size {batch}, "
             f"embedding_dim {d}, num_negative_samples {k}), over {STEP_MAX_VALUES}; "
-            "lower batch_size, embedding_dim or num_negative_samples"
+            "lower batch_size, embedding_dim, num_negative_samples or softmax_negatives"
         )
 
 
@@ -114,6 +118,8 @@ class Trainer:
             device,
         )
         self.n = len(data)
+        per_interaction = hyperparameters.get("l2_rule") == "per_interaction"
+        self.l2 = float(hyperparameters["l2"]) if per_interaction else 0.0
         self.users = torch.from_numpy(data.user_ids).to(device)
         self.items = torch.from_numpy(data.item_ids).to(device)
         self.weights = None
@@ -127,7 +133,7 @@ class Trainer:
             data.user_ids,
             data.item_ids,
         )
-        self.grouped = grouped_softmax(hyperparameters, data.num_users, data.num_items)
+        self.grouped = hyperparameters["loss"] == "softmax"
         if self.grouped:
             self._prepare_grouped(data)
 
@@ -141,9 +147,8 @@ class Trainer:
         total = torch.zeros((), device=self.dev)
         batches = self._grouped_batches() if self.grouped else self._interaction_batches()
         self._set_learning_rate(index)
-        l2 = self.hp["l2"] if self.hp.get("l2_rule") == "per_interaction" else 0.0
         try:
-            for loss_vec, w, users, items in batches:
+            for loss_vec, w, penalty in batches:
                 denom: float | torch.Tensor
                 if w is None:
                     loss = loss_vec.mean()
@@ -151,8 +156,8 @@ class Trainer:
                 else:
                     denom = w.sum().clamp_min(1e-12)
                     loss = (loss_vec * w).sum() / denom
-                if l2:  # mean over the batch's interactions of l2 (|p_u|^2 + |q_i|^2)
-                    loss = loss + l2 * self._penalty(users, items, w) / denom
+                if penalty is not None:  # mean over the batch of l2 (|p_u|^2 + |q_i|^2)
+                    loss = loss + self.l2 * penalty / denom
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -171,10 +176,9 @@ class Trainer:
             self._grouped_batches(parallel) if self.grouped else self._interaction_batches(parallel)
         )
         self._set_learning_rate(index)
-        l2 = self.hp["l2"] if self.hp.get("l2_rule") == "per_interaction" else 0.0
         params = list(self.opt.param_groups[0]["params"])
         try:
-            for (loss_vec, w, users, items), (count, weight) in batches:
+            for (loss_vec, w, penalty), (count, weight) in batches:
                 denom: float | torch.Tensor
                 if w is None or weight is None:
                     denom = float(count)
@@ -182,8 +186,8 @@ class Trainer:
                 else:
                     denom = weight.clamp_min(1e-12)
                     loss = (loss_vec * w).sum() / denom
-                if l2:
-                    loss = loss + l2 * self._penalty(users, items, w) / denom
+                if penalty is not None:
+                    loss = loss + self.l2 * penalty / denom
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 parallel.reduce_gradients(params)
@@ -204,9 +208,11 @@ class Trainer:
     # ------------------------------------------------------------------ per interaction
     def _penalty(
         self, users: torch.Tensor, items: torch.Tensor, w: torch.Tensor | None
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         """``sum_k w_k (|p_u_k|^2 + |q_i_k|^2)`` over a batch's interactions (``w_k = 1``
-        without weights), from one lookup per distinct user and item."""
+        without weights), from one lookup per distinct user and item; None when ``l2`` is 0."""
+        if not self.l2:
+            return None
         total = torch.zeros((), device=self.dev)
         for ids, lookup in ((users, self.net.users), (items, self.net.items)):
             rows, inverse = torch.unique(ids, return_inverse=True)
@@ -225,12 +231,12 @@ class Trainer:
             u, i = self.users[idx], self.items[idx]
             w = None if self.weights is None else self.weights[idx]
             if parallel is None:
-                yield loss_fn(u, i), w, u, i
+                yield loss_fn(u, i), w, self._penalty(u, i, w)
                 continue
             share = parallel.share(len(idx))  # the draws are made for the whole batch
             glob = (len(idx), None if w is None else w.sum())
             ws = None if w is None else w[share]
-            yield (loss_fn(u, i, share), ws, u[share], i[share]), glob
+            yield (loss_fn(u, i, share), ws, self._penalty(u[share], i[share], ws)), glob
 
     def _pair_loss(self) -> LossFn:
         """The loss of a batch's interactions; with ``share``, of that slice of the batch only
@@ -255,17 +261,7 @@ class Trainer:
                 return L.adaptive_hinge(s[0], s[1:])
 
             return adaptive
-        shared = shared_negatives(self.hp, net.item_biases.shape[0])
-
-        def sampled_softmax(u: torch.Tensor, i: torch.Tensor, share: slice = everything):
-            cand = sampler.shared(shared)
-            u, i = u[share], i[share]
-            pos, neg = net.pair_and_shared(u, i, cand)
-            logits = torch.cat([pos[:, None], neg], dim=1)
-            logits[:, 1:][cand[None, :] == i[:, None]] = float("-inf")  # accidental hits
-            return L.softmax(logits, torch.zeros_like(i))
-
-        return sampled_softmax
+        raise AssertionError(f"{name} trains grouped by user")  # softmax: _grouped_batches
 
     # ------------------------------------------------------------------ grouped by user
     def _prepare_grouped(self, data: Interactions) -> None:
@@ -275,15 +271,22 @@ class Trainer:
             self.row_weights = self.weights[torch.from_numpy(data.csr_order())]
         self.active = np.flatnonzero(np.diff(self.indptr) > 0)
         self.num_items = data.num_items
+        counts = torch.from_numpy(data.item_counts().astype(np.float64))
+        self.pop_cdf = torch.cumsum(counts, 0).to(self.dev)
+        self.pop_p = (counts / counts.sum().clamp_min(1)).float().to(self.dev)
 
     def _grouped_batches(self, parallel: DataParallel | None = None) -> Iterator:
         perm = torch.randperm(len(self.active), generator=self.gen, device=self.dev).cpu()
         users = self.active[perm.numpy()]
         counts = self.indptr[users + 1] - self.indptr[users]
-        per_step = max(1, min(self.hp["batch_size"], _STEP_MAX_CELLS // self.num_items))
+        width = softmax_width(self.hp, self.num_items)
+        exact = width >= self.num_items
+        per_step = max(1, min(self.hp["batch_size"], _STEP_MAX_CELLS // width))
         for lo, hi in balanced_batches(counts, self.hp["batch_size"], per_step):
+            # the step's negatives are drawn for the whole step, so all ranks draw alike
+            cand = None if exact else self._negatives(width)
             if parallel is None:
-                yield self._user_step(users, counts, lo, hi)
+                yield self._user_step(users, counts, lo, hi, cand)
                 continue
             # whole users per rank, near-equal interactions; normalised by the whole step's
             share = parallel.share_by_size(counts[lo:hi])
@@ -291,21 +294,72 @@ class Trainer:
             if self.row_weights is not None:
                 glob_w = self._step_weights(users, counts, lo, hi).sum()
             a, b = lo + share.start, lo + share.stop
-            yield self._user_step(users, counts, a, b), (int(counts[lo:hi].sum()), glob_w)
+            yield self._user_step(users, counts, a, b, cand), (int(counts[lo:hi].sum()), glob_w)
 
-    def _user_step(self, users: np.ndarray, counts: np.ndarray, lo: int, hi: int) -> Batch:
-        """The full-softmax losses of the interactions of ``users[lo:hi]``."""
+    def _negatives(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` shared negatives, half uniform and half by training popularity, and each
+        one's log importance weight ``-log(count x q(item))``, where ``count x q(item)`` is the
+        expected number of draws of the item: the weighted sum of ``exp(score)`` over the draws
+        then estimates the sum over the whole catalogue without bias."""
+        half = count // 2
+        uniform = self.sampler.shared(count - half)
+        u = torch.rand(half, generator=self.gen, device=self.dev)
+        popular = torch.searchsorted(self.pop_cdf, u * self.pop_cdf[-1]).clamp_(
+            max=self.num_items - 1
+        )
+        cand = torch.cat([uniform, popular])
+        expected_draws = (count - half) / self.num_items + half * self.pop_p[cand]
+        return cand, -torch.log(expected_draws)
+
+    def _user_step(
+        self,
+        users: np.ndarray,
+        counts: np.ndarray,
+        lo: int,
+        hi: int,
+        cand: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> Batch:
+        """The softmax losses of the interactions of ``users[lo:hi]``: over every item
+        (``cand`` None), or ``log(exp(s_pos) + Z) - s_pos`` where ``Z`` sums the exponentiated
+        scores of the shared negatives of :meth:`_negatives` times their weights (an unbiased
+        estimate of the sum over the catalogue, which the exact softmax's log-sum-exp takes)."""
         batch = users[lo:hi]
         rows, cols = seen_coordinates(self.indptr, self.row_items, batch)
         u = torch.from_numpy(batch).to(self.dev)
-        logits = self.net.score_against(u, None)
         r = torch.from_numpy(rows).to(self.dev)
         c = torch.from_numpy(cols).to(self.dev)
-        loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
         w = None
         if self.row_weights is not None:
             w = self._step_weights(users, counts, lo, hi)
-        return loss_vec, w, u[r], c
+        if cand is None:
+            logits = self.net.score_against(u, None)
+            loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
+            return loss_vec, w, self._penalty(u[r], c, w)
+        # one lookup of each distinct user and item the step uses (the users of a step are
+        # distinct): under sparse=True the gradients hold those rows once each
+        negatives, log_weight = cand
+        rows_needed, inverse = torch.unique(torch.cat([c, negatives]), return_inverse=True)
+        p, bu = self.net.users(u)
+        q, bi = self.net.items(rows_needed)
+        n = len(c)
+        pos_at, neg_at = inverse[:n], inverse[n:]
+        crow = torch.zeros(len(batch) + 1, dtype=torch.int64)
+        torch.cumsum(torch.from_numpy(counts[lo:hi]), 0, out=crow[1:])
+        pos = pair_dot(p, q, crow.to(self.dev), r, pos_at) + bi[pos_at] + bu[r]
+        neg = p @ q.index_select(0, neg_at).T + bi[neg_at] + bu[:, None]
+        lse = torch.logsumexp(neg + log_weight, dim=1)
+        loss_vec = torch.logaddexp(pos, lse[r]) - pos
+        penalty = None
+        if self.l2:
+            ones = torch.ones(n, device=self.dev)
+            per_user = torch.zeros(len(u), device=self.dev).index_add_(
+                0, r, ones if w is None else w
+            )
+            per_item = torch.zeros(len(q), device=self.dev).index_add_(
+                0, pos_at, ones if w is None else w
+            )
+            penalty = (per_user * p.square().sum(-1)).sum() + (per_item * q.square().sum(-1)).sum()
+        return loss_vec, w, penalty
 
     def _step_weights(self, users: np.ndarray, counts: np.ndarray, lo: int, hi: int):
         """The weights of the interactions of ``users[lo:hi]``, in :meth:`_user_step`'s order."""
