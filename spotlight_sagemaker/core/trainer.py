@@ -332,9 +332,22 @@ class Trainer:
         if self.row_weights is not None:
             w = self._step_weights(users, counts, lo, hi)
         if cand is None:
-            logits = self.net.score_against(u, None)
+            # one lookup of the step's (distinct) users, shared by the logits and the penalty:
+            # each lookup of a dense table costs a table-sized gradient in the backward pass
+            p, bu = self.net.users(u)
+            table, bias = self.net.item_embeddings, self.net.item_biases[:, 0]
+            logits = p @ table.T + bias + bu[:, None]
             loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
-            return loss_vec, w, self._penalty(u[r], c, w)
+            penalty = None
+            if self.l2:
+                mass = torch.ones(len(c), device=self.dev) if w is None else w
+                per_user = torch.zeros(len(u), device=self.dev).index_add_(0, r, mass)
+                rows_used, inverse = torch.unique(c, return_inverse=True)
+                per_item = torch.zeros(len(rows_used), device=self.dev)
+                per_item.index_add_(0, inverse, mass)
+                norms = table.index_select(0, rows_used).square().sum(-1)
+                penalty = (per_user * p.square().sum(-1)).sum() + (per_item * norms).sum()
+            return loss_vec, w, penalty
         # one lookup of each distinct user and item the step uses (the users of a step are
         # distinct): under sparse=True the gradients hold those rows once each
         negatives, log_weight = cand
