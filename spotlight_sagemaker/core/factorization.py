@@ -339,9 +339,10 @@ class ImplicitFactorizationModel:
         bad = None if math.isfinite(loss) else f"the loss is {loss}"
         if bad is None:
             for name, param in self._require().named_parameters():
-                # a float64 sum is finite iff every float32 value is (it cannot overflow), and
-                # reads the table once without allocating a mask the size of it
-                if not math.isfinite(float(param.detach().sum(dtype=torch.float64))):
+                # the sum reads the table once and allocates nothing the size of it (a mask
+                # or a float64 copy of a 1M-row table took seconds of page faults); it is not
+                # finite when a value is not, or when values reach ~1e30: diverged either way
+                if not math.isfinite(float(param.detach().sum())):
                     bad = f"{name} holds non-finite values"
                     break
         if bad is not None:
