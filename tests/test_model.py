@@ -19,7 +19,7 @@ from spotlight_sagemaker.core import (
     UnknownIdError,
     pairdot,
 )
-from spotlight_sagemaker.core.trainer import Trainer, balanced_batches, make_optimizer
+from spotlight_sagemaker.core.trainer import Trainer, _Order, balanced_batches, make_optimizer
 
 GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP = 4, 40, 20
 
@@ -246,11 +246,9 @@ def _step(hp: dict, data: Interactions, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     net = m._net.train()
     t = Trainer(net, make_optimizer(net.parameters(), hp), data, hp, gen, torch.device("cpu"))
-    users = t.active
-    counts = t.indptr[users + 1] - t.indptr[users]
     width = min(hp["softmax_negatives"], data.num_items)
     cand = None if width >= data.num_items else t._negatives(width)
-    return t, t._user_step(users, counts, 0, len(users), cand)
+    return t, _step_on(t, cand)
 
 
 def test_sampled_softmax_estimates_the_exact_softmax():
@@ -276,9 +274,8 @@ def test_sampled_softmax_estimates_the_exact_softmax():
 
 
 def _step_on(t: Trainer, cand):
-    users = t.active
-    counts = t.indptr[users + 1] - t.indptr[users]
-    return t._user_step(users, counts, 0, len(users), cand)
+    """The softmax losses of one step over every active user, in index order."""
+    return t._user_step(_Order(t.active_dev, t.indptr_dev), 0, len(t.active), cand)
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.05])

@@ -25,7 +25,6 @@ from .network import BilinearNet
 from .optim import Adam, LazyAdam
 from .pairdot import pair_dot
 from .parallel import DataParallel
-from .ranking import seen_coordinates
 from .sampling import NegativeSampler
 
 LossFn = Callable[..., torch.Tensor]
@@ -270,15 +269,19 @@ class Trainer:
         if self.weights is not None:
             self.row_weights = self.weights[torch.from_numpy(data.csr_order())]
         self.active = np.flatnonzero(np.diff(self.indptr) > 0)
+        # on the training device once, so that a step makes no host-to-device copies
+        self.active_dev = torch.from_numpy(self.active).to(self.dev)
+        self.indptr_dev = torch.from_numpy(self.indptr).to(self.dev)
+        self.row_items_dev = torch.from_numpy(self.row_items).to(self.dev)
         self.num_items = data.num_items
         counts = torch.from_numpy(data.item_counts().astype(np.float64))
         self.pop_cdf = torch.cumsum(counts, 0).to(self.dev)
         self.pop_p = (counts / counts.sum().clamp_min(1)).float().to(self.dev)
 
     def _grouped_batches(self, parallel: DataParallel | None = None) -> Iterator:
-        perm = torch.randperm(len(self.active), generator=self.gen, device=self.dev).cpu()
-        users = self.active[perm.numpy()]
-        counts = self.indptr[users + 1] - self.indptr[users]
+        perm = torch.randperm(len(self.active), generator=self.gen, device=self.dev)
+        order = _Order(self.active_dev[perm], self.indptr_dev)
+        counts = order.counts_host  # one device-to-host copy per epoch
         width = softmax_width(self.hp, self.num_items)
         exact = width >= self.num_items
         per_step = max(1, min(self.hp["batch_size"], _STEP_MAX_CELLS // width))
@@ -286,15 +289,15 @@ class Trainer:
             # the step's negatives are drawn for the whole step, so all ranks draw alike
             cand = None if exact else self._negatives(width)
             if parallel is None:
-                yield self._user_step(users, counts, lo, hi, cand)
+                yield self._user_step(order, lo, hi, cand)
                 continue
             # whole users per rank, near-equal interactions; normalised by the whole step's
             share = parallel.share_by_size(counts[lo:hi])
             glob_w = None
             if self.row_weights is not None:
-                glob_w = self._step_weights(users, counts, lo, hi).sum()
+                glob_w = self.row_weights[order.rows(lo, hi)[3]].sum()
             a, b = lo + share.start, lo + share.stop
-            yield self._user_step(users, counts, a, b, cand), (int(counts[lo:hi].sum()), glob_w)
+            yield self._user_step(order, a, b, cand), (int(counts[lo:hi].sum()), glob_w)
 
     def _negatives(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` shared negatives, half uniform and half by training popularity, and each
@@ -313,8 +316,7 @@ class Trainer:
 
     def _user_step(
         self,
-        users: np.ndarray,
-        counts: np.ndarray,
+        order: _Order,
         lo: int,
         hi: int,
         cand: tuple[torch.Tensor, torch.Tensor] | None,
@@ -323,14 +325,9 @@ class Trainer:
         (``cand`` None), or ``log(exp(s_pos) + Z) - s_pos`` where ``Z`` sums the exponentiated
         scores of the shared negatives of :meth:`_negatives` times their weights (an unbiased
         estimate of the sum over the catalogue, which the exact softmax's log-sum-exp takes)."""
-        batch = users[lo:hi]
-        rows, cols = seen_coordinates(self.indptr, self.row_items, batch)
-        u = torch.from_numpy(batch).to(self.dev)
-        r = torch.from_numpy(rows).to(self.dev)
-        c = torch.from_numpy(cols).to(self.dev)
-        w = None
-        if self.row_weights is not None:
-            w = self._step_weights(users, counts, lo, hi)
+        u, r, crow, pos = order.rows(lo, hi)
+        c = self.row_items_dev[pos]
+        w = None if self.row_weights is None else self.row_weights[pos]
         if cand is None:
             # one lookup of the step's (distinct) users, shared by the logits and the penalty:
             # each lookup of a dense table costs a table-sized gradient in the backward pass
@@ -356,9 +353,7 @@ class Trainer:
         q, bi = self.net.items(rows_needed)
         n = len(c)
         pos_at, neg_at = inverse[:n], inverse[n:]
-        crow = torch.zeros(len(batch) + 1, dtype=torch.int64)
-        torch.cumsum(torch.from_numpy(counts[lo:hi]), 0, out=crow[1:])
-        pos = pair_dot(p, q, crow.to(self.dev), r, pos_at) + bi[pos_at] + bu[r]
+        pos = pair_dot(p, q, crow, r, pos_at) + bi[pos_at] + bu[r]
         neg = p @ q.index_select(0, neg_at).T + bi[neg_at] + bu[:, None]
         lse = torch.logsumexp(neg + log_weight, dim=1)
         loss_vec = torch.logaddexp(pos, lse[r]) - pos
@@ -374,14 +369,28 @@ class Trainer:
             penalty = (per_user * p.square().sum(-1)).sum() + (per_item * q.square().sum(-1)).sum()
         return loss_vec, w, penalty
 
-    def _step_weights(self, users: np.ndarray, counts: np.ndarray, lo: int, hi: int):
-        """The weights of the interactions of ``users[lo:hi]``, in :meth:`_user_step`'s order."""
-        assert self.row_weights is not None
-        batch, n = users[lo:hi], counts[lo:hi]
-        pos = np.repeat(self.indptr[batch], n) + (
-            np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        )
-        return self.row_weights[torch.from_numpy(pos).to(self.dev)]
+
+class _Order:
+    """One epoch's order of the active users, on the training device, and each step's rows."""
+
+    def __init__(self, users: torch.Tensor, indptr: torch.Tensor) -> None:
+        self.users = users
+        self.starts = indptr[users]
+        self.counts = indptr[users + 1] - self.starts
+        self.counts_host = self.counts.cpu().numpy()
+
+    def rows(self, lo: int, hi: int):
+        """For the users ``lo:hi`` of the order: their ids, each interaction's row among them
+        (sorted), the CSR row pointer of those rows, and each interaction's position in the
+        training CSR (user, then item), all on the device without a host round trip."""
+        u, counts = self.users[lo:hi], self.counts[lo:hi]
+        total = int(self.counts_host[lo:hi].sum())
+        arange = torch.arange(hi - lo, device=u.device)
+        r = torch.repeat_interleave(arange, counts, output_size=total)
+        crow = torch.zeros(hi - lo + 1, dtype=torch.int64, device=u.device)
+        torch.cumsum(counts, 0, out=crow[1:])
+        pos = self.starts[lo:hi][r] + (torch.arange(total, device=u.device) - crow[:-1][r])
+        return u, r, crow, pos
 
 
 def balanced_batches(sizes: np.ndarray, batch_size: int, max_rows: int) -> list[tuple[int, int]]:
