@@ -1,11 +1,13 @@
 """Per-pass training cost against catalogue size (issue 15): ours beside one implicit ALS iteration.
 
     python bench/bench_scale.py [--interactions 5000000] [--items 10000,100000,1000000]
-                                [--dim 256] [--configs '{"sparse=True": {"sparse": true}}']
+                                [--users 50000] [--threads 1] [--dim 256]
+                                [--configs '{"sparse=True": {"sparse": true}}']
 
-Synthetic power-law data (``bench_core.synthetic``: 50,000 users, the given number of distinct
-interactions and items, seed 0). Each cell runs in its own process with one thread
-(``torch.set_num_threads(1)``, ``threadpool_limits(1)``, ALS ``num_threads=1``) and reports wall
+Synthetic power-law data (``bench_core.synthetic``: 50,000 users unless ``--users``, the given
+number of distinct interactions and items, seed 0). Each cell runs in its own process with
+``--threads`` threads, one by default (``torch.set_num_threads``, ``threadpool_limits``, ALS
+``num_threads``) and reports wall
 and CPU seconds of one pass over the data (our ``n_iter=1``; ALS ``iterations=1``), both at the
 same dimension, and the process's peak RSS. The baseline is implicit ALS in the same run; the
 ratio column is our CPU seconds over ALS's at the same size, and the growth line compares each
@@ -28,15 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = {"defaults": {}, "sparse=True": {"sparse": True}}
 
 
-def child(what: str, n: int, items: int, dim: int, kwargs: dict) -> dict:
+def child(what: str, n: int, items: int, dim: int, kwargs: dict, users: int, threads: int) -> dict:
     sys.path.insert(0, str(REPO / "bench"))
     import numpy as np
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     from bench_core import synthetic
 
-    data = synthetic(n, users=50_000, items=items)
+    data = synthetic(n, users=users, items=items)
     if what == "als":
         import implicit
         import scipy.sparse as sp
@@ -47,9 +49,9 @@ def child(what: str, n: int, items: int, dim: int, kwargs: dict) -> dict:
             shape=(data.num_users, data.num_items),
         )
         als = implicit.cpu.als.AlternatingLeastSquares(
-            factors=dim, iterations=1, num_threads=1, random_state=0
+            factors=dim, iterations=1, num_threads=threads, random_state=0
         )
-        with threadpool_limits(1):
+        with threadpool_limits(threads):
             t, c = time.perf_counter(), time.process_time()
             als.fit(m, show_progress=False)
     else:
@@ -65,9 +67,12 @@ def child(what: str, n: int, items: int, dim: int, kwargs: dict) -> dict:
     return {"wall": wall, "cpu": cpu, "peak_mb": peak_mb}
 
 
-def run_cell(what: str, n: int, items: int, dim: int, kwargs: dict, timeout: float) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    cmd = [sys.executable, __file__, "--child", json.dumps([what, n, items, dim, kwargs])]
+def run_cell(what: str, n: int, items: int, dim: int, kwargs: dict, args) -> dict:
+    t = str(args.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t)
+    spec = [what, n, items, dim, kwargs, args.users, args.threads]
+    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
+    timeout = args.cell_timeout
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
@@ -83,29 +88,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--interactions", type=int, default=5_000_000)
     ap.add_argument("--items", default="10000,100000,1000000")
+    ap.add_argument("--users", type=int, default=50_000)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--configs", default=json.dumps(DEFAULT_CONFIGS))
     ap.add_argument("--cell-timeout", type=float, default=1800.0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        what, n, items, dim, kwargs = json.loads(args.child)
-        print(json.dumps(child(what, n, items, dim, kwargs)))
+        print(json.dumps(child(*json.loads(args.child))))
         return
     sizes = [int(s) for s in args.items.split(",")]
     configs = json.loads(args.configs)
-    print(f"{args.interactions:,} interactions, 50,000 users, d={args.dim}, one thread per cell\n")
+    threads = "one thread" if args.threads == 1 else f"{args.threads} threads"
+    print(
+        f"{args.interactions:,} interactions, {args.users:,} users, d={args.dim}, "
+        f"{threads} per cell\n"
+    )
     print("| items | model | wall s | CPU s | CPU / ALS | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     cpu: dict[tuple[str, int], float] = {}
     for items in sizes:
-        als = run_cell("als", args.interactions, items, args.dim, {}, args.cell_timeout)
+        als = run_cell("als", args.interactions, items, args.dim, {}, args)
         rows = [("implicit ALS, 1 iteration", als)]
         for name, kw in configs.items():
             rows.append(
                 (
                     f"ours, {name}",
-                    run_cell("ours", args.interactions, items, args.dim, kw, args.cell_timeout),
+                    run_cell("ours", args.interactions, items, args.dim, kw, args),
                 )
             )
         for name, r in rows:
@@ -119,6 +129,8 @@ def main() -> None:
                 f"{r['peak_mb']:,.0f} |",
                 flush=True,
             )
+    if len(sizes) < 2:
+        return
     lo, hi = sizes[0], sizes[-1]
     names = ["implicit ALS, 1 iteration"] + [f"ours, {n}" for n in configs]
     print(f"\ngrowth of CPU s per pass, {lo:,} -> {hi:,} items (target for ours: <= 2x):")
