@@ -3,10 +3,10 @@
 Every process (rank) holds the whole training set, the same seed and the same batch order; in
 each step it computes the loss of its share of the global batch, normalised by the global
 batch's size (or weight), so that the sum of the ranks' gradients is the single-process
-gradient. :meth:`DataParallel.reduce_gradients` sums them (dense gradients in one all-reduce;
-row-sparse ones, under ``sparse=True``, by gathering every rank's rows, so that ``LazyAdam``
-still moves only the rows the global batch touched), and every rank then applies the same Adam
-step: the parameters stay identical without ever being sent again.
+gradient. :meth:`DataParallel.reduce_gradients` sums them in one all-reduce (row-sparse
+gradients, under ``sparse=True``, over the union of the rows any rank touched, so that
+``LazyAdam`` still moves only the rows the global batch touched), and every rank then applies
+the same Adam step: the parameters stay identical without ever being sent again.
 
 Random draws (the samplers' negatives) are made for the whole batch on every rank from the same
 generator, then sliced, so they match the single-process run draw for draw. The result equals
@@ -64,43 +64,55 @@ class DataParallel:
         """Sum every parameter's gradient over the ranks. Which parameters have a gradient, and
         which of those are row-sparse, follows from the loss and the model alone (an empty share
         still gets zero gradients), so it is the same on every rank; a parameter without one is
-        left without one, as a single process leaves it (Adam skips it)."""
-        dense = []
-        for p in params:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                p.grad = self._gather_sparse(p.grad)
-            else:
-                dense.append(p.grad)
-        if dense:
-            flat = torch.cat([g.reshape(-1) for g in dense])
-            dist.all_reduce(flat)
-            offset = 0
-            for g in dense:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
+        left without one, as a single process leaves it (Adam skips it).
 
-    def _gather_sparse(self, grad: torch.Tensor) -> torch.Tensor:
-        """Every rank's rows of a row-sparse gradient, concatenated (``LazyAdam`` coalesces
-        them, summing the rows several ranks touched): O(rows touched) sent, not O(table)."""
-        g = grad.coalesce()
-        idx, val = g.indices()[0], g.values()
-        count = torch.tensor([len(idx)], device=idx.device)
-        counts = [torch.zeros_like(count) for _ in range(self.world_size)]
-        dist.all_gather(counts, count)
-        sizes = [int(c) for c in counts]
-        most = max(sizes)
-        pad = most - len(idx)
-        idx = torch.cat([idx, idx.new_zeros(pad)])
-        val = torch.cat([val, val.new_zeros((pad, *val.shape[1:]))])
-        all_idx = [torch.empty_like(idx) for _ in range(self.world_size)]
-        all_val = [torch.empty_like(val) for _ in range(self.world_size)]
-        dist.all_gather(all_idx, idx)
-        dist.all_gather(all_val, val)
-        rows = torch.cat([i[:s] for i, s in zip(all_idx, sizes, strict=True)])
-        vals = torch.cat([v[:s] for v, s in zip(all_val, sizes, strict=True)])
-        return torch.sparse_coo_tensor(rows[None], vals, g.shape, check_invariants=False)
+        Three collectives a step, whatever the number of parameters: the row-sparse gradients'
+        row counts and row ids are gathered, every rank forms the union of each parameter's
+        rows, and one all-reduce sums a flat buffer holding the dense gradients and each sparse
+        gradient's values over that union: O(rows touched by any rank) sent, not O(table), and
+        no row sent twice."""
+        dense = [p.grad for p in params if p.grad is not None and not p.grad.is_sparse]
+        sparse = [p for p in params if p.grad is not None and p.grad.is_sparse]
+        coalesced = [p.grad.coalesce() for p in sparse]  # type: ignore[union-attr]
+        unions = self._row_unions([g.indices()[0] for g in coalesced]) if sparse else []
+        parts = [g.reshape(-1) for g in dense]
+        for g, rows in zip(coalesced, unions, strict=True):
+            block = g.values().new_zeros((len(rows), *g.values().shape[1:]))
+            block.index_copy_(0, torch.searchsorted(rows, g.indices()[0]), g.values())
+            parts.append(block.reshape(-1))
+        if not parts:
+            return
+        flat = torch.cat(parts)
+        dist.all_reduce(flat)
+        offset = 0
+        for g in dense:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+        for p, g, rows in zip(sparse, coalesced, unions, strict=True):
+            shape = (len(rows), *g.values().shape[1:])
+            n = int(np.prod(shape))
+            vals = flat[offset : offset + n].view(shape)
+            offset += n
+            p.grad = torch.sparse_coo_tensor(rows[None], vals, g.shape, check_invariants=False)
+
+    def _row_unions(self, ids: list[torch.Tensor]) -> list[torch.Tensor]:
+        """For each tensor of row ids (one per sparse parameter, this rank's), the sorted union
+        of every rank's, from two all-gathers (the lengths, then the ids, padded)."""
+        lengths = torch.tensor([len(i) for i in ids], dtype=torch.int64, device=ids[0].device)
+        all_lengths = [torch.empty_like(lengths) for _ in range(self.world_size)]
+        dist.all_gather(all_lengths, lengths)
+        totals = [int(x.sum()) for x in all_lengths]
+        flat = torch.cat(ids)
+        flat = torch.cat([flat, flat.new_zeros(max(totals) - len(flat))])
+        gathered = [torch.empty_like(flat) for _ in range(self.world_size)]
+        dist.all_gather(gathered, flat)
+        per_param: list[list[torch.Tensor]] = [[] for _ in ids]
+        for rank_ids, rank_lengths in zip(gathered, all_lengths, strict=True):
+            start = 0
+            for k, n in enumerate(rank_lengths.tolist()):
+                per_param[k].append(rank_ids[start : start + n])
+                start += n
+        return [torch.unique(torch.cat(chunks)) for chunks in per_param]
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` summed over the ranks (in place, and returned)."""
