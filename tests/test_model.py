@@ -19,7 +19,13 @@ from spotlight_sagemaker.core import (
     UnknownIdError,
     pairdot,
 )
-from spotlight_sagemaker.core.trainer import Trainer, _Order, balanced_batches, make_optimizer
+from spotlight_sagemaker.core.trainer import (
+    Trainer,
+    _Order,
+    balanced_batches,
+    make_optimizer,
+    softmax_nll,
+)
 
 GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP = 4, 40, 20
 
@@ -467,3 +473,32 @@ def test_sparse_auto_follows_the_table_size(ml100k_csv, monkeypatch):
         .hyperparameters["sparse"]
         is False
     )
+
+
+def test_softmax_nll_matches_autograd():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    r = torch.tensor([0, 0, 1, 3, 3, 3, 4])
+    c = torch.tensor([2, 2, 8, 0, 1, 5, 7])  # a repeated (row, item) pair, a row without any
+    g = torch.rand(len(r), generator=gen, dtype=torch.float64)
+    got = softmax_nll(logits, r, c)
+    (got * g).sum().backward()
+    mine = logits.grad.clone()
+    logits.grad = None
+    want = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
+    (want * g).sum().backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(mine, logits.grad)
+    torch.autograd.gradcheck(lambda x: softmax_nll(x, r, c), (logits.detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("negatives", [16, 100_000])  # sampled, exact
+def test_softmax_leaves_the_user_biases_at_zero(data, negatives):
+    """A user's bias shifts all their logits alike and cancels in their softmax: it gets no
+    gradient (it used to random-walk on rounding noise scaled up by Adam)."""
+    m = ImplicitFactorizationModel(
+        loss="softmax", n_iter=3, softmax_negatives=negatives, random_state=0, device="cpu"
+    ).fit(data)
+    params = m.copy_parameters()
+    assert not params["user_biases"].any()
+    assert params["item_biases"].abs().sum() > 0

@@ -331,10 +331,12 @@ class Trainer:
         if cand is None:
             # one lookup of the step's (distinct) users, shared by the logits and the penalty:
             # each lookup of a dense table costs a table-sized gradient in the backward pass
-            p, bu = self.net.users(u)
+            # a user's bias adds the same amount to all their logits: it cancels in their
+            # softmax, so it is left out (it gets no gradient and stays 0 under this loss)
+            p = self.net.users(u)[0]
             table, bias = self.net.item_embeddings, self.net.item_biases[:, 0]
-            logits = p @ table.T + bias + bu[:, None]
-            loss_vec = torch.logsumexp(logits, dim=1)[r] - logits[r, c]
+            logits = torch.addmm(bias, p, table.T)
+            loss_vec = softmax_nll(logits, r, c)
             penalty = None
             if self.l2:
                 mass = torch.ones(len(c), device=self.dev) if w is None else w
@@ -349,12 +351,12 @@ class Trainer:
         # distinct): under sparse=True the gradients hold those rows once each
         negatives, log_weight = cand
         rows_needed, inverse = torch.unique(torch.cat([c, negatives]), return_inverse=True)
-        p, bu = self.net.users(u)
+        p = self.net.users(u)[0]  # the user's bias cancels here too (see above)
         q, bi = self.net.items(rows_needed)
         n = len(c)
         pos_at, neg_at = inverse[:n], inverse[n:]
-        pos = pair_dot(p, q, crow, r, pos_at) + bi[pos_at] + bu[r]
-        neg = p @ q.index_select(0, neg_at).T + bi[neg_at] + bu[:, None]
+        pos = pair_dot(p, q, crow, r, pos_at) + bi[pos_at]
+        neg = torch.addmm(bi[neg_at], p, q.index_select(0, neg_at).T)
         lse = torch.logsumexp(neg + log_weight, dim=1)
         loss_vec = torch.logaddexp(pos, lse[r]) - pos
         penalty = None
@@ -368,6 +370,32 @@ class Trainer:
             )
             penalty = (per_user * p.square().sum(-1)).sum() + (per_item * q.square().sum(-1)).sum()
         return loss_vec, w, penalty
+
+
+class _SoftmaxNLL(torch.autograd.Function):
+    """``logsumexp(logits[r]) - logits[r, c]`` for interactions ``(r, c)``, whose backward
+    writes the gradient of the logits in one pass over them (softmax times each row's summed
+    upstream gradient, minus it at the positives) instead of autograd's zero-filled scatter
+    plus sum of two logits-sized gradients."""
+
+    @staticmethod
+    def forward(ctx, logits, r, c):
+        lse = torch.logsumexp(logits, dim=1)
+        ctx.save_for_backward(logits, lse, r, c)
+        return lse[r] - logits[r, c]
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, lse, r, c = ctx.saved_tensors
+        per_row = torch.zeros_like(lse).index_add_(0, r, grad)
+        g = torch.exp(logits - lse[:, None]).mul_(per_row[:, None])
+        g.index_put_((r, c), -grad, accumulate=True)
+        return g, None, None
+
+
+def softmax_nll(logits: torch.Tensor, r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Each interaction's full-softmax loss: ``logsumexp(logits[r]) - logits[r, c]``."""
+    return _SoftmaxNLL.apply(logits, r, c)
 
 
 class _Order:
