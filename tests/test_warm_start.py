@@ -77,7 +77,9 @@ def test_known_rows_are_the_previous_vectors_and_new_rows_are_a_fresh_init(previ
         got, want = rows_of(model, kind, ids), rows_of(previous, kind, ids)
         np.testing.assert_array_equal(got["emb"], want["emb"])
         np.testing.assert_array_equal(got["bias"], want["bias"])
-        assert np.abs(got["bias"]).sum() > 0  # trained biases, not the zero init
+        # trained item biases, not the zero init (user biases cancel in the softmax: stay 0)
+        if kind == "item":
+            assert np.abs(got["bias"]).sum() > 0
     # new ids: exactly what fit() would initialise with the same seed
     fresh = ImplicitFactorizationModel(**{**HP, "random_state": 11})
     fresh._initialise(new)
