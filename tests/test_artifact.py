@@ -168,3 +168,18 @@ def test_a_non_finite_model_is_never_saved(model, tmp_path):
     with pytest.raises(ArtifactError, match="refusing to save"):
         broken.save(tmp_path / "b")
     assert not (tmp_path / "b" / CONFIG_FILE).exists()
+
+
+def test_an_artifact_from_before_softmax_negatives_loads_and_trains(model, data, tmp_path):
+    """Artifacts written before ``softmax_negatives`` existed load with its "auto" value for
+    their tables (what they were trained with: the exact softmax up to 2**31 cells), score
+    exactly as saved, and train on."""
+    save_with_edited_config(
+        model, tmp_path, lambda c: c["hyperparameters"].pop("softmax_negatives")
+    )
+    loaded = ImplicitFactorizationModel.load(tmp_path, device="cpu")
+    assert loaded.hyperparameters["softmax_negatives"] == loaded.num_items  # every item
+    users = np.arange(3)
+    np.testing.assert_array_equal(loaded.score_users(users), model.score_users(users))
+    loaded.fit_partial(data, n_iter=1)
+    assert np.isfinite(loaded.history[-1].loss)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .config import PARAMS
+from .config import PARAMS, auto_softmax_negatives
 from .errors import ArtifactError
 from .idmap import IdMap
 from .trainer import make_optimizer
@@ -39,8 +39,8 @@ ARRAYS_FILE = "spotlight-model.npz"
 _PARAMS = ("user_embeddings", "item_embeddings", "user_biases", "item_biases")
 
 
-#: hyperparameters newer artifacts hold and older ones lack: "auto" resolves to what the older
-#: release did up to 2**31 users x items cells (the exact softmax)
+#: hyperparameters newer artifacts hold and older ones lack: "auto", resolved at load time from
+#: the artifact's tables (the exact softmax up to 2**31 users x items cells, as they trained)
 ADDED_SINCE = {"softmax_negatives": "auto"}
 
 
@@ -150,6 +150,10 @@ def load_model(path: str | os.PathLike, device: str = "auto") -> ImplicitFactori
         model.metrics = dict(config.get("metrics", {}))
         model.user_map = IdMap.from_list(config["user_ids"])
         model.item_map = IdMap.from_list(config["item_ids"])
+        if model.hyperparameters["softmax_negatives"] == "auto":  # an older artifact's
+            model.hyperparameters["softmax_negatives"] = auto_softmax_negatives(
+                len(model.user_map), len(model.item_map)
+            )
         _check_arrays(arrays, len(model.user_map), len(model.item_map), path)
         gen = torch.Generator()
         net = BilinearNet(
