@@ -125,15 +125,11 @@ class Adam(_Adam):
 class LazyAdam(_Adam):
     """Adam that updates only the rows present in a sparse gradient."""
 
+    _fused = hasattr(torch, "_fused_adam_")
+
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            lr, (b1, b2), eps, wd = (
-                group["lr"],
-                group["betas"],
-                group["eps"],
-                group["weight_decay"],
-            )
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -142,19 +138,50 @@ class LazyAdam(_Adam):
                 if not p.grad.is_sparse:
                     _dense_update(p, p.grad, state, group)
                     continue
-                t = float(state["step"])
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                step_size = lr / (1.0 - b1**t)
-                correction2 = 1.0 - b2**t
                 g = p.grad.coalesce()
-                idx, val = g.indices()[0], g.values()
-                if wd:
-                    val = val + wd * p.index_select(0, idx)
-                # index_select / index_copy_ (the rows are distinct after coalesce): a fraction
-                # of the time of advanced indexing's gather and index_put_
-                m_rows = m.index_select(0, idx).mul_(b1).add_(val, alpha=1.0 - b1)
-                v_rows = v.index_select(0, idx).mul_(b2).addcmul_(val, val, value=1.0 - b2)
-                m.index_copy_(0, idx, m_rows)
-                v.index_copy_(0, idx, v_rows)
-                denom = v_rows.div_(correction2).sqrt_().add_(eps)  # v_rows is stored already
-                p.index_add_(0, idx, m_rows.div_(denom).mul_(-step_size))
+                _rows_update(p, g.indices()[0], g.values(), state, group)
+
+
+def _rows_update(
+    p: torch.Tensor,
+    idx: torch.Tensor,
+    val: torch.Tensor,
+    state: dict[str, torch.Tensor],
+    group: dict[str, Any],
+) -> None:
+    """Adam's update of the (distinct) rows ``idx`` of ``p`` whose gradient is ``val``: the
+    rows of the parameter and of both moments are gathered (``index_select``), updated by the
+    fused kernel in one pass where it exists, and written back (``index_copy_``): a fraction of
+    the time of advanced indexing and of a chain of elementwise passes."""
+    rows = p.index_select(0, idx)
+    m_rows = state["exp_avg"].index_select(0, idx)
+    v_rows = state["exp_avg_sq"].index_select(0, idx)
+    if LazyAdam._fused:
+        b1, b2 = group["betas"]
+        try:
+            torch._fused_adam_(
+                [rows],
+                [val],
+                [m_rows],
+                [v_rows],
+                [],
+                [state["step"]],
+                lr=group["lr"],
+                beta1=b1,
+                beta2=b2,
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                amsgrad=False,
+                maximize=False,
+            )
+        except (RuntimeError, NotImplementedError):  # no kernel for this device
+            LazyAdam._fused = False
+            rows = p.index_select(0, idx)  # the kernel may have written part of them
+            m_rows = state["exp_avg"].index_select(0, idx)
+            v_rows = state["exp_avg_sq"].index_select(0, idx)
+    if not LazyAdam._fused:
+        row_state = {"step": state["step"], "exp_avg": m_rows, "exp_avg_sq": v_rows}
+        _dense_update(rows, val, row_state, group)
+    p.index_copy_(0, idx, rows)
+    state["exp_avg"].index_copy_(0, idx, m_rows)
+    state["exp_avg_sq"].index_copy_(0, idx, v_rows)
