@@ -502,3 +502,22 @@ def test_softmax_leaves_the_user_biases_at_zero(data, negatives):
     params = m.copy_parameters()
     assert not params["user_biases"].any()
     assert params["item_biases"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_exact_softmax_user_rows_train_like_the_dense_lookup(data, l2, monkeypatch):
+    """The exact softmax writes its users' gradient rows into a persistent buffer (no
+    table-sized allocation per step): dense Adam must see the very gradient the ordinary
+    embedding lookup gives, so training is unchanged."""
+    kw = dict(loss="softmax", n_iter=4, batch_size=64, l2=l2, random_state=3, device="cpu")
+    buffered = ImplicitFactorizationModel(**kw).fit(data)
+    assert buffered.hyperparameters["sparse"] is False
+    assert buffered.hyperparameters["softmax_negatives"] >= data.num_items  # the exact path
+    monkeypatch.setattr(Trainer, "_user_rows", lambda self, u: self.net.users(u)[0])
+    plain = ImplicitFactorizationModel(**kw).fit(data)
+    a, b = buffered.copy_parameters(), plain.copy_parameters()
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    start = ImplicitFactorizationModel(**{**kw, "n_iter": 0}).fit(data).copy_parameters()
+    assert not torch.equal(a["user_embeddings"], start["user_embeddings"])
