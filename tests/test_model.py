@@ -521,3 +521,29 @@ def test_exact_softmax_user_rows_train_like_the_dense_lookup(data, l2, monkeypat
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     start = ImplicitFactorizationModel(**{**kw, "n_iter": 0}).fit(data).copy_parameters()
     assert not torch.equal(a["user_embeddings"], start["user_embeddings"])
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_sampled_softmax_item_rows_train_like_the_sparse_lookup(data, l2, monkeypatch):
+    """Under ``sparse=True`` the sampled softmax looks its item rows up through
+    ``LazyAdam.rows`` (a coalesced gradient, the gathered rows reused by the step): training
+    must equal the ordinary sparse embedding lookup's, bit for bit."""
+    kw = dict(
+        loss="softmax",
+        softmax_negatives=8,
+        sparse=True,
+        n_iter=4,
+        batch_size=64,
+        l2=l2,
+        random_state=3,
+        device="cpu",
+    )
+    reused = ImplicitFactorizationModel(**kw).fit(data)
+    assert reused.hyperparameters["softmax_negatives"] < data.num_items  # the sampled path
+    monkeypatch.setattr(Trainer, "_item_rows", lambda self, rows: self.net.items(rows))
+    plain = ImplicitFactorizationModel(**kw).fit(data)
+    a, b = reused.copy_parameters(), plain.copy_parameters()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    start = ImplicitFactorizationModel(**{**kw, "n_iter": 0}).fit(data).copy_parameters()
+    assert not torch.equal(a["item_embeddings"], start["item_embeddings"])

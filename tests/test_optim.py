@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from spotlight_sagemaker.core.optim import Adam, LazyAdam
 
@@ -100,3 +101,28 @@ def test_lazy_adam_fallback_matches_the_kernel(monkeypatch):
     plain = _lazy_run(LazyAdam, sparse=True)
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
     assert not torch.equal(plain, _lazy_run(LazyAdam, sparse=True, steps=0))
+
+
+@pytest.mark.parametrize("second_lookup", [False, True])
+def test_lazy_adam_rows_equal_the_sparse_embedding(second_lookup):
+    """``LazyAdam.rows`` (a coalesced gradient, the gathered rows reused by the step) trains
+    like ``F.embedding(..., sparse=True)``; a second lookup of the table in the same backward
+    pass is added to its gradient, not lost."""
+
+    def run(reuse: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        weight = torch.nn.Parameter(torch.randn(30, 8))
+        opt = LazyAdam([weight], lr=0.05, weight_decay=0.01)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(6):
+            idx = torch.unique(torch.randint(0, 30, (12,), generator=gen))
+            rows = opt.rows(weight, idx) if reuse else F.embedding(idx, weight, sparse=True)
+            loss = rows.square().sum() + rows.sum(-1).exp().mean()
+            if second_lookup:
+                loss = loss + F.embedding(idx[:3], weight, sparse=True).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return weight.detach().clone()
+
+    torch.testing.assert_close(run(True), run(False), rtol=0, atol=0)

@@ -127,6 +127,39 @@ class LazyAdam(_Adam):
 
     _fused = hasattr(torch, "_fused_adam_")
 
+    def __init__(self, params: Iterable[torch.nn.Parameter], **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        #: per parameter, the row-sparse gradient :meth:`rows` made and the rows it gathered
+        self._gathered: dict[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def rows(self, p: torch.nn.Parameter, idx: torch.Tensor) -> torch.Tensor:
+        """The rows ``idx`` of ``p`` for one step's forward pass: the values of
+        ``F.embedding(idx, p, sparse=True)``, for ``idx`` distinct and sorted (as
+        ``torch.unique`` returns them), and the same gradient, made cheaper.
+
+        The gradient of the returned rows becomes ``p``'s row-sparse gradient as it is, marked
+        coalesced (the embedding's backward copies it and ``step`` would sort it again), and the
+        next :meth:`step` updates the rows gathered here in place and writes them back instead
+        of gathering them again: three passes over a step's rows fewer, on the step's largest
+        blocks (the item rows of the sampled softmax). ``p`` must not change between this call
+        and the step, as in any training step."""
+        rows = p.detach().index_select(0, idx)
+        leaf = rows.detach().requires_grad_()  # the same storage as rows
+
+        def into_grad(grad: torch.Tensor) -> None:
+            g = torch.sparse_coo_tensor(
+                idx[None], grad, p.shape, is_coalesced=True, check_invariants=False
+            )
+            if p.grad is None:
+                p.grad = g
+                self._gathered[p] = (g, rows)
+            else:  # p has another gradient in this backward pass: add, gather again
+                p.grad = p.grad + g
+                self._gathered.pop(p, None)
+
+        leaf.register_hook(into_grad)
+        return leaf
+
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
@@ -138,8 +171,11 @@ class LazyAdam(_Adam):
                 if not p.grad.is_sparse:
                     _dense_update(p, p.grad, state, group)
                     continue
-                g = p.grad.coalesce()
-                _rows_update(p, g.indices()[0], g.values(), state, group)
+                gathered = self._gathered.pop(p, None)
+                g = p.grad.coalesce()  # itself when already coalesced (rows)
+                rows = gathered[1] if gathered is not None and gathered[0] is p.grad else None
+                _rows_update(p, g.indices()[0], g.values(), state, group, rows)
+        self._gathered.clear()
 
 
 def _rows_update(
@@ -148,12 +184,14 @@ def _rows_update(
     val: torch.Tensor,
     state: dict[str, torch.Tensor],
     group: dict[str, Any],
+    rows: torch.Tensor | None = None,
 ) -> None:
     """Adam's update of the (distinct) rows ``idx`` of ``p`` whose gradient is ``val``: the
     rows of the parameter and of both moments are gathered (``index_select``), updated by the
     fused kernel in one pass where it exists, and written back (``index_copy_``): a fraction of
-    the time of advanced indexing and of a chain of elementwise passes."""
-    rows = p.index_select(0, idx)
+    the time of advanced indexing and of a chain of elementwise passes. ``rows``: the rows of
+    ``p`` already gathered (``p[idx]``, updated in place), else they are gathered here."""
+    rows = p.index_select(0, idx) if rows is None else rows
     m_rows = state["exp_avg"].index_select(0, idx)
     v_rows = state["exp_avg_sq"].index_select(0, idx)
     if LazyAdam._fused:

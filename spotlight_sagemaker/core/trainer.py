@@ -332,6 +332,15 @@ class Trainer:
         rows.register_hook(into_buffer)
         return rows
 
+    def _item_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embeddings and biases of the items ``rows`` (distinct, sorted) for the sampled
+        softmax: under ``sparse=True`` on one process, :meth:`LazyAdam.rows`, the same values
+        and gradients as the embedding lookup, whose rows the optimiser's step reuses."""
+        if self.parallel is None and isinstance(self.opt, LazyAdam) and self.net.sparse:
+            q = self.opt.rows(self.net.item_embeddings, rows)
+            return q, self.opt.rows(self.net.item_biases, rows)[:, 0]
+        return self.net.items(rows)
+
     def _negatives(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` shared negatives, half uniform and half by training popularity, and each
         one's log importance weight ``-log(count x q(item))``, where ``count x q(item)`` is the
@@ -385,7 +394,7 @@ class Trainer:
         negatives, log_weight = cand
         rows_needed, inverse = torch.unique(torch.cat([c, negatives]), return_inverse=True)
         p = self.net.users(u)[0]  # the user's bias cancels here too (see above)
-        q, bi = self.net.items(rows_needed)
+        q, bi = self._item_rows(rows_needed)
         n = len(c)
         pos_at, neg_at = inverse[:n], inverse[n:]
         pos = pair_dot(p, q, crow, r, pos_at) + bi[pos_at]
