@@ -150,12 +150,9 @@ class LazyAdam(_Adam):
             g = torch.sparse_coo_tensor(
                 idx[None], grad, p.shape, is_coalesced=True, check_invariants=False
             )
-            if p.grad is None:
-                p.grad = g
-                self._gathered[p] = (g, rows)
-            else:  # p has another gradient in this backward pass: add, gather again
-                p.grad = p.grad + g
-                self._gathered.pop(p, None)
+            self._gathered[p] = (g, rows)
+            # another gradient of p in this backward pass is added (and step gathers again)
+            p.grad = g if p.grad is None else p.grad + g
 
         leaf.register_hook(into_grad)
         return leaf
@@ -171,9 +168,11 @@ class LazyAdam(_Adam):
                 if not p.grad.is_sparse:
                     _dense_update(p, p.grad, state, group)
                     continue
-                gathered = self._gathered.pop(p, None)
-                g = p.grad.coalesce()  # itself when already coalesced (rows)
-                rows = gathered[1] if gathered is not None and gathered[0] is p.grad else None
+                g = p.grad.coalesce()  # itself when already coalesced, as rows makes it
+                # the rows gathered by `rows` serve only if the gradient is still the one made
+                # there (not summed with another, not added to in place)
+                gathered = self._gathered.get(p)
+                rows = gathered[1] if gathered is not None and gathered[0] is g else None
                 _rows_update(p, g.indices()[0], g.values(), state, group, rows)
         self._gathered.clear()
 

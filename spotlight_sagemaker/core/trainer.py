@@ -336,7 +336,7 @@ class Trainer:
         """The embeddings and biases of the items ``rows`` (distinct, sorted) for the sampled
         softmax: under ``sparse=True`` on one process, :meth:`LazyAdam.rows`, the same values
         and gradients as the embedding lookup, whose rows the optimiser's step reuses."""
-        if self.parallel is None and isinstance(self.opt, LazyAdam) and self.net.sparse:
+        if self.parallel is None and isinstance(self.opt, LazyAdam):  # LazyAdam: sparse=True
             q = self.opt.rows(self.net.item_embeddings, rows)
             return q, self.opt.rows(self.net.item_biases, rows)[:, 0]
         return self.net.items(rows)
