@@ -130,6 +130,19 @@ def test_an_artifact_without_every_hyperparameter_is_refused(model, tmp_path, na
         ImplicitFactorizationModel.load(tmp_path, device="cpu")
 
 
+def test_l2_balance_round_trips_and_older_artifacts_load_with_one(data, tmp_path):
+    """``l2_balance`` travels with the artifact (a warm start or a fold-in uses it); artifacts
+    written before it existed trained with one l2 for users and items, and load with 1."""
+    m = ImplicitFactorizationModel(
+        n_iter=1, embedding_dim=8, random_state=5, device="cpu", l2_balance=4.0
+    ).fit(data)
+    m.save(tmp_path / "now")
+    assert ImplicitFactorizationModel.load(tmp_path / "now").hyperparameters["l2_balance"] == 4.0
+    save_with_edited_config(m, tmp_path / "old", lambda c: c["hyperparameters"].pop("l2_balance"))
+    loaded = ImplicitFactorizationModel.load(tmp_path / "old", device="cpu")
+    assert loaded.hyperparameters["l2_balance"] == 1.0
+
+
 def test_artifact_files_are_readable_by_other_users(model, tmp_path):
     """mkstemp's 0600 kept our serving image (uid 1000) from reading a root-written artifact."""
     model.save(tmp_path)

@@ -284,12 +284,14 @@ def _step_on(t: Trainer, cand):
     return t._user_step(_Order(t.active_dev, t.indptr_dev), 0, len(t.active), cand)
 
 
-@pytest.mark.parametrize("l2", [0.0, 0.05])
-def test_sampled_softmax_penalty_matches_the_per_interaction_rule(data, l2):
-    """The sampled step computes the L2 penalty from its own lookups: the same sum as the
-    per-interaction rule's (one term per interaction, user and item)."""
-    hp = {"loss": "softmax", "embedding_dim": 8, "l2": l2, "softmax_negatives": 16}
-    t, (loss, w, penalty) = _step(hp, data)
+@pytest.mark.parametrize("negatives", [16, 100_000])  # sampled, exact
+@pytest.mark.parametrize(("l2", "balance"), [(0.0, 16.0), (0.05, 1.0), (0.05, 16.0)])
+def test_softmax_penalty_matches_the_per_interaction_rule(data, l2, balance, negatives):
+    """The softmax steps compute the L2 penalty from their own lookups: the same sum as the
+    per-interaction rule's, sum over interactions of a |p_u|^2 + |q_i|^2 / a with
+    a = sqrt(l2_balance), computed here from the tables."""
+    hp = {"loss": "softmax", "embedding_dim": 8, "l2": l2, "softmax_negatives": negatives}
+    t, (loss, w, penalty) = _step({**hp, "l2_balance": balance}, data)
     assert w is None and len(loss) == len(data)
     if not l2:
         assert penalty is None
@@ -298,6 +300,11 @@ def test_sampled_softmax_penalty_matches_the_per_interaction_rule(data, l2):
     users = np.repeat(np.arange(data.num_users), np.diff(rows))
     expected = t._penalty(torch.from_numpy(users), torch.from_numpy(cols), None)
     torch.testing.assert_close(penalty, expected)
+    p = t.net.user_embeddings.detach().double().numpy()
+    q = t.net.item_embeddings.detach().double().numpy()
+    a = balance**0.5
+    by_hand = a * (p[users] ** 2).sum() + (q[cols] ** 2).sum() / a
+    assert float(penalty.detach()) == pytest.approx(by_hand, rel=1e-5)
 
 
 @pytest.mark.parametrize("device", ["cpu", "gather"])
@@ -397,19 +404,26 @@ def test_sparse_lazy_adam_learns_the_planted_groups(data, loss):
     assert hits / (5 * len(recs)) >= 0.9
 
 
+@pytest.mark.parametrize("balance", [1.0, 16.0])
 @pytest.mark.parametrize("loss", ["softmax", "bpr"])
-def test_per_interaction_l2_is_part_of_the_loss_not_adams_weight_decay(data, loss):
+def test_per_interaction_l2_is_part_of_the_loss_not_adams_weight_decay(data, loss, balance):
     """l2_rule="per_interaction": the epoch's loss is the data loss plus l2 x the mean of
-    |p_u|^2 + |q_i|^2 over the interactions (one batch: measured before the only step), and the
-    optimiser decays nothing; l2_rule="weight_decay" (Spotlight's) is Adam's weight_decay."""
-    common = dict(loss=loss, batch_size=len(data), random_state=3, device="cpu", n_iter=1)
+    a |p_u|^2 + |q_i|^2 / a over the interactions (a = sqrt(l2_balance); one batch: measured
+    before the only step), and the optimiser decays nothing; l2_rule="weight_decay"
+    (Spotlight's) is Adam's weight_decay, which l2_balance does not change."""
+    common = dict(
+        loss=loss, batch_size=len(data), random_state=3, device="cpu", n_iter=1, l2_balance=balance
+    )
     plain = ImplicitFactorizationModel(l2=0.0, **common).fit(data)
     penalised = ImplicitFactorizationModel(l2=0.5, l2_rule="per_interaction", **common)
     penalised.fit(data)
     init = ImplicitFactorizationModel(l2=0.0, **dict(common, n_iter=0)).fit(data)._net
     u = torch.from_numpy(data.user_ids)
     i = torch.from_numpy(data.item_ids)
-    norms = init.user_embeddings[u].square().sum(1) + init.item_embeddings[i].square().sum(1)
+    a = balance**0.5
+    norms = (
+        a * init.user_embeddings[u].square().sum(1) + init.item_embeddings[i].square().sum(1) / a
+    )
     want = plain.history[0].loss + 0.5 * float(norms.mean().detach())
     assert penalised.history[0].loss == pytest.approx(want, rel=1e-5)
     assert all(g["weight_decay"] == 0.0 for g in penalised._opt.param_groups)

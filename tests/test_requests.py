@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from spotlight_sagemaker._entry_points import inference
 from test_inference_handler import _ENV  # the serving variables a test may set
 
@@ -140,6 +141,26 @@ def test_history_edge_cases(model):
     assert kept.item_ids == ["50"]
     cands = model.recommend_from_history(["50"], items=["1", "2", "zz"])
     assert sorted(cands.item_ids) == ["1", "2"] and cands.unknown_items == ("zz",)
+
+
+def test_a_fold_in_penalises_the_user_vector_as_training_did(model):
+    """Training penalises a user's row by l2 x sqrt(l2_balance) per interaction (items by
+    l2 / sqrt(l2_balance)); the fold-in solves that user objective: (l2, balance 16) folds in
+    the vector (4 x l2, balance 1) does, not the one (l2, balance 1) does."""
+    hp = dict(model.hyperparameters)
+    histories = [model.item_map.lookup(np.array(sorted(_seen(model, u)))) for u in ("685", "1")]
+    try:
+        model.hyperparameters.update(l2=0.05, l2_balance=16.0)
+        trained_as = model.fold_in_indices(histories)[0]
+        model.hyperparameters.update(l2=0.2, l2_balance=1.0)
+        same = model.fold_in_indices(histories)[0]
+        model.hyperparameters.update(l2=0.05, l2_balance=1.0)
+        weaker = model.fold_in_indices(histories)[0]
+    finally:
+        model.hyperparameters.clear()
+        model.hyperparameters.update(hp)
+    torch.testing.assert_close(trained_as, same)
+    assert float(weaker.norm()) > 1.2 * float(trained_as.norm())
 
 
 @pytest.mark.parametrize("loss", ["bpr", "pointwise", "hinge", "adaptive_hinge"])

@@ -39,9 +39,10 @@ ARRAYS_FILE = "spotlight-model.npz"
 _PARAMS = ("user_embeddings", "item_embeddings", "user_biases", "item_biases")
 
 
-#: hyperparameters newer artifacts hold and older ones lack: "auto", resolved at load time from
-#: the artifact's tables (the exact softmax up to 2**31 users x items cells, as they trained)
-ADDED_SINCE = {"softmax_negatives": "auto"}
+#: hyperparameters newer artifacts hold and older ones lack, with the values those trained with:
+#: softmax_negatives "auto", resolved at load time from the artifact's tables (the exact softmax
+#: up to 2**31 users x items cells), and l2_balance 1 (users and items penalised alike)
+ADDED_SINCE = {"softmax_negatives": "auto", "l2_balance": 1.0}
 
 
 def save_model(

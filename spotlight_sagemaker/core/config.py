@@ -92,6 +92,15 @@ PARAMS: dict[str, Param] = {
             "averaged like the loss: the same objective whatever the batch or data size)",
             choices=L2_RULES,
         ),
+        Param(
+            "l2_balance",
+            float,
+            "l2_rule='per_interaction': how many times the user rows' penalty exceeds the "
+            "item rows' (users l2 x sqrt(this), items l2 / sqrt(this): l2 is their geometric "
+            "mean; 1 penalises both alike); not used by 'weight_decay'",
+            min=1e-6,
+            max=1e6,
+        ),
         Param("learning_rate", float, "Adam learning rate", min=0.0, min_inclusive=False),
         Param(
             "num_negative_samples",
@@ -161,6 +170,7 @@ SPOTLIGHT_DEFAULTS: dict[str, Any] = {
     "batch_size": 256,
     "l2": 0.0,
     "l2_rule": "weight_decay",
+    "l2_balance": 1.0,
     "learning_rate": 1e-2,
     "num_negative_samples": 5,
     "softmax_negatives": AUTO,
@@ -183,6 +193,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8192,
     "l2": AUTO,
     "l2_rule": "per_interaction",
+    "l2_balance": 1.0,
     "learning_rate": 5e-3,
     "num_negative_samples": 5,
     "softmax_negatives": AUTO,

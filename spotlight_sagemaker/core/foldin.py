@@ -10,15 +10,15 @@ every item embedding and bias fixed (they are what the model learned):
   over a fixed uniform sample of up to :data:`NEGATIVES` items (Spotlight samples one negative
   per positive); ``adaptive_hinge`` is folded in with the hinge objective (its max over sampled
   negatives has no fixed-sample counterpart);
-- plus the L2 penalty of ``l2_rule="per_interaction"``, ``l2 * |p_u|^2`` per interaction (the
-  same ``l2`` the model trained with), counted over at least :data:`PSEUDO_COUNT` interactions:
-  a history of 3 items is shrunk as if it had 30, towards the zero vector, whose scores are the
-  item biases plus the popularity prior. Without it (``PSEUDO_COUNT = 0``: exactly the training
-  objective of a user with those items) one or three items give an overconfident vector; 30 was
-  chosen on validation users of two datasets (``bench/sweep_fold_in.py``, never the bench's
-  test users), where it beat 0 on both. A history of 30 items or more gets the training
-  objective itself. Under ``l2_rule="weight_decay"`` the same form is used (Adam's decay has no
-  per-user objective to match).
+- plus the L2 penalty of ``l2_rule="per_interaction"``, ``l2 * sqrt(l2_balance) * |p_u|^2`` per
+  interaction (the user rows' penalty the model trained with), counted over at least
+  :data:`PSEUDO_COUNT` interactions: a history of 3 items is shrunk as if it had 30, towards the
+  zero vector, whose scores are the item biases plus the popularity prior. Without it
+  (``PSEUDO_COUNT = 0``: exactly the training objective of a user with those items) one or three
+  items give an overconfident vector; 30 was chosen on validation users of two datasets
+  (``bench/sweep_fold_in.py``, never the bench's test users), where it beat 0 on both. A history
+  of 30 items or more gets the training objective itself. Under ``l2_rule="weight_decay"`` the
+  same form is used (Adam's decay has no per-user objective to match).
 
 The problem is solved by L-BFGS with a strong-Wolfe line search, for every history of a batch
 at once (the objective is a sum of independent per-history terms), from the zero vector: the
@@ -28,6 +28,7 @@ sample, drawn from the model's seed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,6 +100,8 @@ def _solve(
     # l2 per interaction, counting at least `pseudo_count` interactions: [len(histories)]
     shrink = torch.from_numpy(np.maximum(1.0, pseudo_count / sizes)).float().to(dev)
     l2 = float(hp["l2"])
+    if hp.get("l2_rule") == "per_interaction":  # the user rows' share, as in training
+        l2 *= math.sqrt(float(hp.get("l2_balance", 1.0)))
     loss = hp["loss"]
     u = torch.zeros(len(histories), q.shape[1], device=dev, requires_grad=True)
     b = torch.zeros(len(histories), device=dev, requires_grad=True)

@@ -13,6 +13,7 @@ Every epoch is cut into ``ceil(n / batch_size)`` batches of near-equal size (``b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -29,7 +30,8 @@ from .sampling import NegativeSampler
 
 LossFn = Callable[..., torch.Tensor]
 #: One step's per-interaction losses, their weights (or None), and the per-interaction L2
-#: penalty's sum ``sum_k w_k (|p_u_k|^2 + |q_i_k|^2)`` (None when ``l2`` is 0); under
+#: penalty's sum ``sum_k w_k (a |p_u_k|^2 + |q_i_k|^2 / a)`` (``a = sqrt(l2_balance)``; None
+#: when ``l2`` is 0); under
 #: data-parallel training these are this rank's share of the step and the last item is the
 #: global step's (interactions, weight sum).
 Batch = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
@@ -119,6 +121,9 @@ class Trainer:
         self.n = len(data)
         per_interaction = hyperparameters.get("l2_rule") == "per_interaction"
         self.l2 = float(hyperparameters["l2"]) if per_interaction else 0.0
+        # the penalty's user and item factors: their product is 1, so l2 is the geometric mean
+        self.l2_user = math.sqrt(float(hyperparameters.get("l2_balance", 1.0)))
+        self.l2_item = 1.0 / self.l2_user
         self.users = torch.from_numpy(data.user_ids).to(device)
         self.items = torch.from_numpy(data.item_ids).to(device)
         self.weights = None
@@ -157,7 +162,7 @@ class Trainer:
                 else:
                     denom = w.sum().clamp_min(1e-12)
                     loss = (loss_vec * w).sum() / denom
-                if penalty is not None:  # mean over the batch of l2 (|p_u|^2 + |q_i|^2)
+                if penalty is not None:  # mean over the batch of l2 (a |p_u|^2 + |q_i|^2 / a)
                     loss = loss + self.l2 * penalty / denom
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -210,17 +215,19 @@ class Trainer:
     def _penalty(
         self, users: torch.Tensor, items: torch.Tensor, w: torch.Tensor | None
     ) -> torch.Tensor | None:
-        """``sum_k w_k (|p_u_k|^2 + |q_i_k|^2)`` over a batch's interactions (``w_k = 1``
-        without weights), from one lookup per distinct user and item; None when ``l2`` is 0."""
+        """``sum_k w_k (a |p_u_k|^2 + |q_i_k|^2 / a)`` over a batch's interactions (``w_k = 1``
+        without weights, ``a = sqrt(l2_balance)``), from one lookup per distinct user and item;
+        None when ``l2`` is 0."""
         if not self.l2:
             return None
         total = torch.zeros((), device=self.dev)
-        for ids, lookup in ((users, self.net.users), (items, self.net.items)):
+        sides = ((users, self.net.users, self.l2_user), (items, self.net.items, self.l2_item))
+        for ids, lookup, factor in sides:
             rows, inverse = torch.unique(ids, return_inverse=True)
             mass = torch.zeros(len(rows), device=self.dev)
             mass.index_add_(0, inverse, torch.ones_like(ids, dtype=mass.dtype) if w is None else w)
             emb, _ = lookup(rows)
-            total = total + (mass * emb.square().sum(-1)).sum()
+            total = total + factor * (mass * emb.square().sum(-1)).sum()
         return total
 
     def _interaction_batches(self, parallel: DataParallel | None = None) -> Iterator:
@@ -387,7 +394,8 @@ class Trainer:
                 per_item = torch.zeros(len(rows_used), device=self.dev)
                 per_item.index_add_(0, inverse, mass)
                 norms = table.index_select(0, rows_used).square().sum(-1)
-                penalty = (per_user * p.square().sum(-1)).sum() + (per_item * norms).sum()
+                penalty = self.l2_user * (per_user * p.square().sum(-1)).sum()
+                penalty = penalty + self.l2_item * (per_item * norms).sum()
             return loss_vec, w, penalty
         # one lookup of each distinct user and item the step uses (the users of a step are
         # distinct): under sparse=True the gradients hold those rows once each
@@ -410,7 +418,8 @@ class Trainer:
             per_item = torch.zeros(len(q), device=self.dev).index_add_(
                 0, pos_at, ones if w is None else w
             )
-            penalty = (per_user * p.square().sum(-1)).sum() + (per_item * q.square().sum(-1)).sum()
+            penalty = self.l2_user * (per_user * p.square().sum(-1)).sum()
+            penalty = penalty + self.l2_item * (per_item * q.square().sum(-1)).sum()
         return loss_vec, w, penalty
 
 
