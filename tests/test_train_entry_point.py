@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _procs import run_in_own_group
+from _procs import kill_tree, run_in_own_group, wait_gone
 from _sdk_helpers import sdk_training_job
 
 from spotlight_sagemaker.contract.metric_lines import METRIC_DEFINITIONS, parse_metric_lines
@@ -218,9 +218,9 @@ def test_user_error_under_the_toolkit_keeps_our_failure_reason(tmp_path, aws_env
 
 
 def _killed_after_checkpoint_2(base: Path, log_path: Path) -> int | None:
-    """Run the job with ``SPOTLIGHT_TEST_STALL_AT=2`` and SIGKILL its whole group (the
-    instance goes away: toolkit, launcher and every train.py) once rank 0 has written checkpoint
-    2 and stalled there; returns the exit status."""
+    """Run the job with ``SPOTLIGHT_TEST_STALL_AT=2`` and SIGKILL it with every process it
+    started (the instance goes away: toolkit, launcher and every train.py) once rank 0 has
+    written checkpoint 2 and stalled there; returns the exit status. No train.py outlives it."""
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(TRAIN_COMMAND)],
@@ -236,10 +236,12 @@ def _killed_after_checkpoint_2(base: Path, log_path: Path) -> int | None:
             assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "no checkpoint after 180 s"
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
+        killed = kill_tree(proc.pid)  # torchrun's workers are in sessions of their own
+        assert killed, "the job started no process below the toolkit"
+        wait_gone(killed)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
         proc.wait(timeout=30)
         log.close()
     return proc.returncode
