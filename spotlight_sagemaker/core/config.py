@@ -193,7 +193,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8192,
     "l2": AUTO,
     "l2_rule": "per_interaction",
-    "l2_balance": 1.0,
+    "l2_balance": 16.0,
     "learning_rate": 5e-3,
     "num_negative_samples": 5,
     "softmax_negatives": AUTO,
