@@ -65,8 +65,11 @@ K = 10
 
 
 # ---------------------------------------------------------------------- ours, through train.py
-def run_default_job(train: Interactions, work: Path) -> tuple[Path, dict, float]:
-    """``python entry_points/train.py`` with no arguments on a fresh /opt/ml tree."""
+def run_default_job(
+    train: Interactions, work: Path, hyperparameters: dict | None = None
+) -> tuple[Path, dict, float]:
+    """``python entry_points/train.py`` on a fresh /opt/ml tree: with no arguments (the default
+    job), or ``hyperparameters`` as ``--name value`` arguments, as SageMaker passes them."""
     base = work / "opt_ml"
     train.to_csv(base / "input" / "data" / "training" / "train.csv")
     env = dict(
@@ -79,16 +82,17 @@ def run_default_job(train: Interactions, work: Path) -> tuple[Path, dict, float]
         SM_OUTPUT_DATA_DIR=str(base / "output" / "data"),
         SM_NUM_GPUS="0",
     )
+    args = [a for k, v in (hyperparameters or {}).items() for a in (f"--{k}", str(v))]
     t = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, str(REPO / "entry_points" / "train.py")],
+        [sys.executable, str(REPO / "entry_points" / "train.py"), *args],
         env=env,
         capture_output=True,
         text=True,
     )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
-        raise SystemExit(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+        raise SystemExit(f"train.py {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     return base / "model", metrics, wall
 

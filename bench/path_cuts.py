@@ -19,40 +19,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_contract import REPO, list_metrics, served_top10
+from bench_contract import REPO, list_metrics, run_default_job, served_top10
 
 from spotlight_sagemaker.core import Interactions, random_train_test_split
-
-
-def job(fit: Interactions, work: Path, hyperparameters: dict) -> tuple[Path, dict]:
-    """train.py on ``fit`` as a training channel, with ``hyperparameters`` as arguments."""
-    base = work / "opt_ml"
-    fit.to_csv(base / "input" / "data" / "training" / "train.csv")
-    env = dict(
-        os.environ,
-        SAGEMAKER_BASE_DIR=str(base),
-        SM_CHANNELS='["training"]',
-        SM_CHANNEL_TRAINING=str(base / "input" / "data" / "training"),
-        SM_MODEL_DIR=str(base / "model"),
-        SM_OUTPUT_DIR=str(base / "output"),
-        SM_OUTPUT_DATA_DIR=str(base / "output" / "data"),
-        SM_NUM_GPUS="0",
-    )
-    args = [a for k, v in hyperparameters.items() for a in (f"--{k}", str(v))]
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "entry_points" / "train.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"train.py {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
-    return base / "model", json.loads((base / "output" / "data" / "metrics.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 scores, seen, epochs = [], 0, []
                 for _ in range(a.runs):
                     with tempfile.TemporaryDirectory(prefix="bench-cuts-") as tmp:
-                        model_dir, metrics = job(fit, Path(tmp), hp)
+                        model_dir, metrics, _wall = run_default_job(fit, Path(tmp), hp)
                         row = list_metrics(served_top10(model_dir, users), fit, val)
                     scores.append(row["ndcg@10"])
                     seen += row["seen_in_top10"]

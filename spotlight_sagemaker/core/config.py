@@ -6,6 +6,7 @@ client-side checks in the estimator.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,6 +211,15 @@ DEFAULTS: dict[str, Any] = {
 AUTO_NAMES = ("l2", "sparse", "softmax_negatives")
 
 PRESET_DEFAULTS = {"default": DEFAULTS, "spotlight": SPOTLIGHT_DEFAULTS}
+
+
+def l2_factors(hyperparameters: dict[str, Any]) -> tuple[float, float]:
+    """The user and item rows' factors on ``l2`` of the per-interaction penalty:
+    ``sqrt(l2_balance)`` and its inverse under ``l2_rule="per_interaction"``, else (1, 1)."""
+    if hyperparameters.get("l2_rule") != "per_interaction":
+        return 1.0, 1.0
+    user = math.sqrt(float(hyperparameters.get("l2_balance", 1.0)))
+    return user, 1.0 / user
 
 
 def coerce(name: str, value: Any) -> Any:

@@ -28,12 +28,12 @@ sample, drawn from the model's seed).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from .config import l2_factors
 from .network import BilinearNet
 
 #: the L2 penalty counts at least this many interactions (see the module docstring)
@@ -99,9 +99,7 @@ def _solve(
     weight = torch.from_numpy(1.0 / np.repeat(sizes, sizes)).float().to(dev)  # mean per history
     # l2 per interaction, counting at least `pseudo_count` interactions: [len(histories)]
     shrink = torch.from_numpy(np.maximum(1.0, pseudo_count / sizes)).float().to(dev)
-    l2 = float(hp["l2"])
-    if hp.get("l2_rule") == "per_interaction":  # the user rows' share, as in training
-        l2 *= math.sqrt(float(hp.get("l2_balance", 1.0)))
+    l2 = float(hp["l2"]) * l2_factors(hp)[0]  # the user rows' share, as in training
     loss = hp["loss"]
     u = torch.zeros(len(histories), q.shape[1], device=dev, requires_grad=True)
     b = torch.zeros(len(histories), device=dev, requires_grad=True)

@@ -13,13 +13,13 @@ Every epoch is cut into ``ceil(n / batch_size)`` batches of near-equal size (``b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
 from . import losses as L
+from .config import l2_factors
 from .errors import HyperparameterError
 from .interactions import Interactions
 from .network import BilinearNet
@@ -122,8 +122,7 @@ class Trainer:
         per_interaction = hyperparameters.get("l2_rule") == "per_interaction"
         self.l2 = float(hyperparameters["l2"]) if per_interaction else 0.0
         # the penalty's user and item factors: their product is 1, so l2 is the geometric mean
-        self.l2_user = math.sqrt(float(hyperparameters.get("l2_balance", 1.0)))
-        self.l2_item = 1.0 / self.l2_user
+        self.l2_user, self.l2_item = l2_factors(hyperparameters)
         self.users = torch.from_numpy(data.user_ids).to(device)
         self.items = torch.from_numpy(data.item_ids).to(device)
         self.weights = None
